@@ -1,0 +1,193 @@
+"""The run around the training step: CLI, resume, logging, samples, checkpoints, export.
+
+Used through `python -m animegan.train` (see train.py for the step itself).
+Exit codes: 0 done or stopped cleanly (rerun the command to resume), 2 bad input.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .checkpoint import (CheckpointError, export_generator, list_checkpoints, load_latest_state, save_state,
+                         write_json)
+from .config import TrainConfig, build_parser, resolve
+from .data import DataError, load_images
+from .monitor import MetricsLog, plot_losses, read_metrics, save_grid
+from .train import StopFlag, Trainer, pick_device
+
+RUN_FILES = ("config.json", "metrics.jsonl", "loss.png", "checkpoints", "samples", "generator", "generator_best")
+
+
+class UsageError(Exception):
+    pass
+
+
+def check(cfg: TrainConfig) -> None:
+    if not cfg.data:
+        raise UsageError("--data is required (a folder, .zip or .tar of images)")
+    positive = ("batch_size", "n_critic", "log_every", "sample_every", "ckpt_every", "z_dim", "ngf", "ndf")
+    for k in positive:
+        if getattr(cfg, k) < 1:
+            raise UsageError(f"--{k.replace('_', '-')} must be ≥ 1, got {getattr(cfg, k)}")
+    for k in ("epochs", "steps", "eval_every", "threads", "keep_ckpts"):
+        if getattr(cfg, k) < 0:
+            raise UsageError(f"--{k.replace('_', '-')} must be ≥ 0, got {getattr(cfg, k)}")
+    if cfg.epochs == 0 and cfg.steps == 0:
+        raise UsageError("give the run's length with --epochs N or --steps N")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise UsageError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    if cfg.eval_every and not cfg.eval_real:
+        raise UsageError("--eval-every needs --eval-real PATH (held-out real images)")
+
+
+class QuickFD:
+    """FD of the EMA generator against held-out images in effnet-lite0 space (offline)."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        from eval.features import extract_features, real_features  # lazy: only runs that ask need eval
+        self.extract, self.cfg, self.device = extract_features, cfg, device
+        self.real = real_features(cfg.eval_real, extractor="effnet-lite0", n=cfg.eval_n, size=cfg.img_size)
+
+    def __call__(self, trainer: Trainer) -> float:
+        from eval.diversity import frechet_distance
+        from .sampling import sample_z, to_uint8
+        z = sample_z(len(self.real), self.cfg.z_dim, seed=self.cfg.seed + 3)  # same z at every eval
+        fake = self.extract(to_uint8(trainer.sample(z)), extractor="effnet-lite0", device=self.device)
+        return float(frechet_distance(self.real, fake))
+
+
+def prepare(args) -> tuple[TrainConfig, dict | None]:
+    explicit = {k: v for k, v in vars(args).items() if k not in ("no_resume", "overwrite")}
+    if "steps" in explicit and "epochs" not in explicit:
+        explicit["epochs"] = 0  # an explicit length replaces the saved one
+    if "epochs" in explicit and "steps" not in explicit:
+        explicit["steps"] = 0
+    out = Path(args.out)
+    has_run = (out / "config.json").exists() or bool(list_checkpoints(out))
+    state = None
+    if args.no_resume:
+        if has_run and not args.overwrite:
+            raise UsageError(f"{out} already holds a run; resume it (drop --no-resume), or add --overwrite")
+        if has_run:
+            for name in RUN_FILES:
+                p = out / name
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    else:
+        found = load_latest_state(out)
+        state = found[0] if found else None
+        if list_checkpoints(out) and state is None:
+            raise UsageError(f"no readable checkpoint in {out}/checkpoints; use --no-resume --overwrite to restart")
+    try:
+        cfg = resolve(explicit, state["config"] if state else None)
+    except ValueError as e:
+        raise UsageError(str(e))
+    check(cfg)
+    return cfg, state
+
+
+def run(cfg: TrainConfig, state: dict | None) -> int:
+    out = Path(cfg.out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    data = load_images(cfg.data, size=cfg.img_size, progress=True)
+    trainer = Trainer(cfg, data, device)
+    if state:
+        trainer.load_state_dict(state)
+    total = cfg.steps or cfg.epochs * trainer.steps_per_epoch
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", {**cfg.to_dict(), "images": trainer.n, "skipped_files": data.skipped,
+                                     "total_steps": total, "device": str(device),
+                                     "autocast": str(trainer.dtype).replace("torch.", "") if trainer.dtype else "fp32"})
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=trainer.step if state else None)
+    quick_fd = QuickFD(cfg, device) if cfg.eval_every else None
+    what = f"resuming {out} at step {trainer.step}" if state else f"starting {out}"
+    print(f"{what}: {cfg.model}, {trainer.n} images, {total} generator steps "
+          f"({trainer.steps_per_epoch}/epoch), device {device}, precision "
+          f"{str(trainer.dtype).replace('torch.', '') if trainer.dtype else 'fp32'}", file=sys.stderr)
+
+    def checkpoint():
+        save_state(out, trainer.step, trainer.state_dict(), keep=cfg.keep_ckpts)
+        export_generator(trainer.export_model(), out / "generator",
+                         extra={"step": trainer.step, "epoch": trainer.epoch,
+                                "images_seen": trainer.batches * cfg.batch_size, "config": cfg.to_dict()})
+        plot_losses(read_metrics(out / "metrics.jsonl"), out / "loss.png", title=f"{cfg.model} losses")
+
+    def grid():
+        img = trainer.sample(trainer.fixed_z)
+        save_grid(img, out / "samples" / f"step_{trainer.step:07d}.png")
+        save_grid(img, out / "samples" / "latest.png")
+
+    bar = tqdm(total=total, initial=trainer.step, unit="step", dynamic_ncols=True, file=sys.stderr)
+    t_last, step_last, ep_sums, ep_n, t_ep = time.perf_counter(), trainer.step, {}, 0, time.perf_counter()
+    budget = cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
+    t_start, secs_start = time.perf_counter(), trainer.train_seconds
+    with StopFlag() as flag:
+        while trainer.step < total and not flag.stop and trainer.train_seconds < budget:
+            epoch = trainer.epoch
+            stats = trainer.train_step()
+            s = trainer.step
+            trainer.train_seconds = secs_start + time.perf_counter() - t_start
+            bar.update(1)
+            for k in ("d_loss", "g_loss"):
+                ep_sums[k] = ep_sums.get(k, 0.0) + float(stats[k])
+            ep_n += 1
+            if s % cfg.log_every == 0 or s == total:
+                now = time.perf_counter()
+                ips = (s - step_last) * cfg.batch_size * cfg.n_critic / max(now - t_last, 1e-9)
+                t_last, step_last = now, s
+                row = {"step": s, "epoch": trainer.epoch, "images_seen": trainer.batches * cfg.batch_size,
+                       **{k: round(float(v), 5) for k, v in stats.items()}, "img_per_s": round(ips, 1),
+                       "train_seconds": round(trainer.train_seconds, 1)}
+                metrics.append(row)
+                bar.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}", img_s=f"{ips:.0f}")
+            if s % cfg.sample_every == 0 or s == 1:
+                grid()
+            if quick_fd and (s % cfg.eval_every == 0 or s == total):
+                fd = quick_fd(trainer)
+                metrics.append({"step": s, "epoch": trainer.epoch, "fd": round(fd, 4), "fd_n": len(quick_fd.real),
+                                "train_seconds": round(trainer.train_seconds, 1)})
+                if not trainer.best or fd < trainer.best["fd"]:
+                    trainer.best = {"fd": fd, "step": s}
+                    export_generator(trainer.export_model(), out / "generator_best",
+                                     extra={"step": s, "fd_effnet_lite0": fd, "fd_n": len(quick_fd.real)})
+                tqdm.write(f"step {s}: quick FD {fd:.3f} (best {trainer.best['fd']:.3f} at step "
+                           f"{trainer.best['step']})", file=sys.stderr)
+            if s % cfg.ckpt_every == 0:
+                checkpoint()
+            if trainer.epoch != epoch:
+                means = ", ".join(f"{k} {v / max(ep_n, 1):.4f}" for k, v in ep_sums.items())
+                ips = ep_n * cfg.batch_size * cfg.n_critic / max(time.perf_counter() - t_ep, 1e-9)
+                tqdm.write(f"epoch {epoch} done at step {s}: mean {means}, {ips:.0f} img/s", file=sys.stderr)
+                ep_sums, ep_n, t_ep = {}, 0, time.perf_counter()
+        grid()
+        checkpoint()
+    bar.close()
+    if trainer.train_seconds >= budget and trainer.step < total:
+        print(f"time budget of {cfg.max_minutes} min reached at step {trainer.step}; EMA generator exported "
+              f"to {out}/generator", file=sys.stderr)
+    elif flag.stop:
+        print(f"stopped at step {trainer.step}; checkpoint saved in {out}/checkpoints — rerun the same "
+              f"command to resume", file=sys.stderr)
+    else:
+        print(f"done: {trainer.step} steps; EMA generator exported to {out}/generator", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg, state = prepare(args)
+        return run(cfg, state)
+    except (UsageError, DataError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""One training loop for both models: n_critic D steps per G step, EMA, grids, checkpoints.
+
+    python -m animegan.train --model gan     --data faces.tar --out runs/gan --epochs 25
+    python -m animegan.train --model wgan-gp --data faces.tar --out runs/wgan-gp --steps 20000
+
+GAN (Radford et al. 2016) and WGAN-GP (Gulrajani et al. 2017) differ only by a
+loss object (losses.py) and a preset (config.py). Runs resume from the newest
+checkpoint in --out; Ctrl-C / SIGTERM writes a checkpoint and exits cleanly.
+All randomness (init, data order, z, ε of the penalty) comes from seeded
+generators whose state is checkpointed, so a resumed run continues exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+from .checkpoint import CheckpointError
+from .config import TrainConfig
+from .data import LoadedImages
+from .losses import make_loss
+from .models import Discriminator, Generator, dcgan_init
+from .sampling import sample_z
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but no CUDA device is available")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps asked for, but MPS is not available")
+    return torch.device(name)
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype, or None for fp32. auto: bf16 on CPUs with native bf16, AMP on CUDA."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") \
+            and _cpu_has_bf16():
+        return torch.bfloat16
+    return None
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def ema_avg(decay: float):
+    """EMA with warm-up: decay min(d, (1+n)/(10+n)) so early samples are not the random init."""
+    def multi_avg(ema_params, params, n):
+        d = min(decay, (1 + float(n)) / (10 + float(n)))
+        torch._foreach_lerp_(ema_params, params, 1 - d)
+    return multi_avg
+
+
+class Trainer:
+    """Models, optimisers and the step; no I/O except what run() asks for."""
+
+    def __init__(self, cfg: TrainConfig, data: LoadedImages, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.dtype = pick_dtype(cfg.precision, device)
+        self.fmt = torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
+        torch.manual_seed(cfg.seed)  # weights
+        self.G = Generator(cfg.z_dim, cfg.ngf, 3, cfg.img_size)
+        self.D = Discriminator(cfg.ndf, 3, cfg.img_size, cfg.critic_norm)
+        if cfg.init == "dcgan":
+            dcgan_init(self.G)
+            dcgan_init(self.D)
+        self.G.to(device, memory_format=self.fmt)
+        self.D.to(device, memory_format=self.fmt)
+        self.ema = AveragedModel(self.G, multi_avg_fn=ema_avg(cfg.ema_decay), use_buffers=False)
+        if cfg.optimizer == "adam":
+            make = lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(cfg.beta1, cfg.beta2))  # noqa: E731
+        else:
+            make = lambda p, lr: torch.optim.RMSprop(p, lr=lr)  # noqa: E731
+        self.opt_g, self.opt_d = make(self.G.parameters(), cfg.lr_g), make(self.D.parameters(), cfg.lr_d)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        self.loss = make_loss(cfg)
+        self.images = data.images  # N×3×H×W uint8, CPU (or device when it fits)
+        if device.type == "cuda":
+            self.images = self.images.to(device)
+        self.n = len(self.images)
+        self.batches_per_epoch = self.n // cfg.batch_size
+        if self.batches_per_epoch < 1:
+            raise ValueError(f"{self.n} images are fewer than one batch of {cfg.batch_size}; lower --batch-size")
+        self.steps_per_epoch = max(1, self.batches_per_epoch // cfg.n_critic)
+        self.noise = torch.Generator().manual_seed(cfg.seed + 1)  # z and ε, checkpointed
+        self.fixed_z = sample_z(16, cfg.z_dim, cfg.seed + 2)  # the 4×4 grid, same across resumes
+        self.best: dict = {}  # {"fd": …, "step": …} of the best quick-FD export
+        self.train_seconds = 0.0  # wall time spent in run(), summed over resumes
+        self.step = 0  # generator steps done
+        self.batches = 0  # real batches shown to D
+        self._perm_epoch, self._perm = -1, None
+
+    # ---- data and noise ----------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.batches // self.batches_per_epoch
+
+    def real_batch(self) -> torch.Tensor:
+        e, i = divmod(self.batches, self.batches_per_epoch)
+        if e != self._perm_epoch:  # the order of epoch e is a pure function of (seed, e)
+            g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + e)
+            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g), e
+        idx = self._perm[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size].to(self.images.device)
+        self.batches += 1
+        x = self.images[idx].to(self.device, non_blocking=True).float().mul_(1 / 127.5).sub_(1)  # B×3×H×W
+        return x.contiguous(memory_format=self.fmt)
+
+    def z(self, b: int) -> torch.Tensor:
+        return torch.randn(b, self.cfg.z_dim, generator=self.noise).to(self.device)
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    # ---- one generator step ------------------------------------------------
+    def train_step(self) -> dict:
+        cfg, G, D = self.cfg, self.G, self.D
+        G.train()
+        D.train()
+        D.requires_grad_(True)
+        stats: dict = {}
+        fake = None
+        for i in range(cfg.n_critic):
+            real = self.real_batch()
+            b = real.shape[0]
+            reuse = cfg.n_critic == 1  # classic DCGAN: one G forward serves D and G steps
+            with self.autocast():
+                if reuse:
+                    fake = G(self.z(b))
+                else:
+                    with torch.no_grad():
+                        fake = G(self.z(b))
+                eps = torch.rand(b, 1, 1, 1, generator=self.noise).to(self.device)
+                d_loss, stats = self.loss.d_loss(D, real, fake, eps=eps)
+            self.opt_d.zero_grad(set_to_none=True)
+            self.scaler.scale(d_loss).backward()
+            self.scaler.step(self.opt_d)
+            self.scaler.update()
+        # Generator step: D's weights get no gradients (saves a third of D's backward).
+        D.requires_grad_(False)
+        with self.autocast():
+            if cfg.n_critic != 1:
+                fake = G(self.z(cfg.batch_size))
+            g_loss, g_stats = self.loss.g_loss(D, fake)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(g_loss).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        self.ema.update_parameters(G)
+        self.step += 1
+        return {**stats, **g_stats}
+
+    # ---- sampling, export, state -------------------------------------------
+    @torch.inference_mode()
+    def sample(self, z: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        g = self.ema.module
+        g.eval()
+        out = [g(z[i:i + batch].to(self.device)).float().cpu() for i in range(0, len(z), batch)]
+        return torch.cat(out)
+
+    def export_model(self) -> Generator:
+        """A plain fp32, contiguous CPU copy of the EMA generator (what ships)."""
+        c = self.cfg
+        g = Generator(c.z_dim, c.ngf, 3, c.img_size)
+        g.load_state_dict({k: v.detach().cpu().contiguous() for k, v in self.ema.module.state_dict().items()})
+        return g.eval()
+
+    def state_dict(self) -> dict:
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "ema": self.ema.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "scaler": self.scaler.state_dict(), "step": self.step, "batches": self.batches,
+                "epoch": self.epoch, "noise_rng": self.noise.get_state(), "torch_rng": torch.get_rng_state(),
+                "fixed_z": self.fixed_z, "best": self.best, "train_seconds": self.train_seconds, "config": self.cfg.to_dict()}
+
+    def load_state_dict(self, s: dict) -> None:
+        try:
+            self.G.load_state_dict(s["G"])
+            self.D.load_state_dict(s["D"])
+            self.ema.load_state_dict(s["ema"])
+            self.opt_g.load_state_dict(s["opt_g"])
+            self.opt_d.load_state_dict(s["opt_d"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint does not fit this model: {str(e).splitlines()[0][:200]}")
+        if s.get("scaler"):
+            self.scaler.load_state_dict(s["scaler"])
+        self.step, self.batches = int(s["step"]), int(s["batches"])
+        self.noise.set_state(s["noise_rng"])
+        torch.set_rng_state(s["torch_rng"])
+        self.fixed_z = s["fixed_z"]
+        self.best = dict(s.get("best") or {})
+        self.train_seconds = float(s.get("train_seconds", 0.0))
+
+
+class StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints at the end of the current step."""
+
+    def __init__(self):
+        self.stop = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.stop:  # second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        self.stop = True
+
+    def __exit__(self, *exc):
+        for sig, h in self._old.items():
+            signal.signal(sig, h)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import main as cli_main  # the run loop and CLI live in cli.py; this file is the step
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
