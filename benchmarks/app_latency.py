@@ -1,0 +1,193 @@
+"""Latency and load of the Gradio demo, measured the way users reach it: gradio_client over HTTP.
+
+    python benchmarks/app_latency.py                        # launches app.py on full-size random generators
+    python benchmarks/app_latency.py --gan checkpoints/gan --wgan-gp checkpoints/wgan-gp
+    python benchmarks/app_latency.py --url http://127.0.0.1:7860/   # an app that is already running
+    python benchmarks/app_latency.py --json reports/app_latency.json
+
+Three measurements (issue 4's targets in brackets):
+1. /compare, one client, `--calls` sequential calls: p50 [< 150 ms] and p95;
+2. /interpolate with 16 frames, `--interp-calls` calls: p50 [< 1.5 s] and p95;
+3. `--clients` clients calling /compare in a loop for `--duration` s: failed requests [0],
+   throughput and latency under load;
+and, for scale, the /compare function alone in-process (what Gradio and HTTP add is the rest).
+Latency is the full round trip of Client.predict: queue, inference, PNG/GIF encoding and the
+download of the result files. Random weights cost exactly what trained ones do (same shapes).
+Exit status 1 if any request failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def generators(args, workdir: Path) -> tuple[str, str]:
+    """--gan/--wgan-gp, or full-size random generators exported to workdir."""
+    gan, wgan = args.gan, args.wgan_gp
+    if not (gan and wgan):
+        import torch
+        from animegan.checkpoint import export_generator
+        from animegan.models import Generator
+        for i, name in enumerate(("gan", "wgan-gp")):
+            torch.manual_seed(i)
+            export_generator(Generator(), workdir / name)  # 3.6 M parameters, the shipped size
+        gan, wgan = gan or str(workdir / "gan"), wgan or str(workdir / "wgan-gp")
+    return gan, wgan
+
+
+def start_app(args, workdir: Path, gan: str, wgan: str) -> tuple[subprocess.Popen, str]:
+    """Run app.py on a free port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--gan", gan, "--wgan-gp", wgan,
+                             "--host", "127.0.0.1", "--port", str(port), "--concurrency", str(args.concurrency)],
+                            cwd=ROOT, env=env, stdout=open(workdir / "app.log", "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise SystemExit(f"error: app did not start; see {workdir / 'app.log'}:\n"
+                                 + (workdir / "app.log").read_text()[-2000:])
+            time.sleep(0.5)
+
+
+def summary(seconds: list[float]) -> dict:
+    ms = np.asarray(seconds) * 1000
+    if ms.size == 0:
+        return {"n": 0}
+    return {"n": int(ms.size), "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "mean_ms": float(ms.mean()), "max_ms": float(ms.max())}
+
+
+def timed(fn, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def in_process(gan: str, wgan: str, n: int, threads: int) -> dict:
+    """The /compare function itself (both models, upscale), without Gradio or HTTP: what serving adds is the rest."""
+    import torch
+    import app
+    torch.set_num_threads(threads)
+    demo = app.Demo([app.load_slot("gan", "GAN", gan, True, "cpu"), app.load_slot("wgan-gp", "WGAN-GP", wgan, True, "cpu")])
+    demo.compare(0, 1.0)
+    return summary(timed(lambda i: demo.compare(1000 + i, 1.0), n))
+
+
+def load_test(url: str, clients: int, duration: float) -> dict:
+    """`clients` threads, one gradio_client each, calling /compare with random seeds until the deadline."""
+    from gradio_client import Client
+    conns = [Client(url, verbose=False) for _ in range(clients)]
+    lat, errors, lock = [], [], threading.Lock()
+    start = threading.Barrier(clients + 1)
+
+    def worker(c, rng):
+        start.wait()
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            try:
+                c.predict(rng.randrange(2**32), 1.0, api_name="/compare")
+                with lock:
+                    lat.append(time.perf_counter() - t)
+            except Exception as e:  # every failure counts; keep the first few messages
+                with lock:
+                    errors.append(f"{type(e).__name__}: {e}"[:200])
+
+    threads = [threading.Thread(target=worker, args=(c, random.Random(i)), daemon=True) for i, c in enumerate(conns)]
+    for t in threads:
+        t.start()
+    stop = time.perf_counter() + duration
+    t0 = time.perf_counter()
+    start.wait()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"clients": clients, "duration_s": round(wall, 1), "ok": len(lat), "failed": len(errors),
+            "throughput_rps": len(lat) / wall, "latency": summary(lat), "first_errors": errors[:5]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--url", help="benchmark an app that is already running instead of launching one")
+    p.add_argument("--gan", help="generator folder or Hub repo id for the launched app (default: random full-size)")
+    p.add_argument("--wgan-gp", help="same for the WGAN-GP")
+    p.add_argument("--concurrency", type=int, default=2, help="app.py --concurrency for the launched app")
+    p.add_argument("--calls", type=int, default=50, help="sequential /compare calls")
+    p.add_argument("--interp-calls", type=int, default=10, help="sequential /interpolate calls (16 frames)")
+    p.add_argument("--clients", type=int, default=20, help="concurrent clients in the load test")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of the load test")
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+
+    from gradio_client import Client
+    with tempfile.TemporaryDirectory(prefix="app-bench-") as tmp:
+        gan, wgan = generators(args, Path(tmp))
+        proc, url = (None, args.url) if args.url else start_app(args, Path(tmp), gan, wgan)
+        try:
+            c = Client(url, verbose=False)
+            for i in range(3):  # warm-up: first calls pay for lazy imports and allocator growth
+                c.predict(i, 1.0, api_name="/compare")
+            c.predict(0, 1, 16, "slerp", api_name="/interpolate")
+            res = {"url": url if args.url else "launched app.py", "concurrency": None if args.url else args.concurrency,
+                   "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores",
+                   "load_average": list(os.getloadavg()),
+                   "compare": summary(timed(lambda i: c.predict(1000 + i, 1.0, api_name="/compare"), args.calls)),
+                   "interpolate_16": summary(timed(lambda i: c.predict(i, i + 1, 16, "slerp", api_name="/interpolate"),
+                                                   args.interp_calls)),
+                   "load": load_test(url, args.clients, args.duration)}
+            if proc:  # the app is idle now; compare with the function alone, same threads as the app
+                res["compare_function_only"] = in_process(gan, wgan, args.calls,
+                                                          max(1, (os.cpu_count() or 1) // args.concurrency))
+        finally:
+            if proc:
+                proc.terminate()
+                proc.wait(10)
+
+    cmp, itp, load = res["compare"], res["interpolate_16"], res["load"]
+    print(f"/compare          n={cmp['n']:3d}  p50 {cmp['p50_ms']:7.1f} ms  p95 {cmp['p95_ms']:7.1f} ms  (target p50 < 150 ms)")
+    print(f"/interpolate (16) n={itp['n']:3d}  p50 {itp['p50_ms']:7.1f} ms  p95 {itp['p95_ms']:7.1f} ms  (target < 1500 ms)")
+    print(f"load: {load['clients']} clients × {load['duration_s']} s: {load['ok']} ok, {load['failed']} failed, "
+          f"{load['throughput_rps']:.1f} req/s, p50 {load['latency'].get('p50_ms', float('nan')):.0f} ms, "
+          f"p95 {load['latency'].get('p95_ms', float('nan')):.0f} ms")
+    if "compare_function_only" in res:
+        fn = res["compare_function_only"]
+        print(f"/compare function alone, in-process (no Gradio/HTTP): p50 {fn['p50_ms']:.1f} ms, p95 {fn['p95_ms']:.1f} ms")
+    print(f"load average at start: {', '.join(f'{x:.2f}' for x in res['load_average'])} ({res['cpu']})")
+    for e in load["first_errors"]:
+        print("  failed:", e)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 1 if load["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
