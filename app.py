@@ -18,7 +18,9 @@ import argparse
 import json
 import math
 import os
+import atexit
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -43,6 +45,7 @@ SCALE = 5  # 64×64 → 320×320, nearest neighbour: every generated pixel stays
 GIF_SCALE, GIF_FPS, STRIP_SCALE, STRIP_COLS = 4, 12, 2, 8
 DEFAULT_SEED = 42
 GIF_DIR = Path(tempfile.gettempdir()) / f"animegan-app-{os.getpid()}"
+atexit.register(shutil.rmtree, GIF_DIR, ignore_errors=True)
 CSS = "#gan-image img, #wgan-image img, .pixelated img { image-rendering: pixelated; }"
 
 
@@ -74,10 +77,11 @@ def read_metrics(source: str) -> dict:
 
 
 def load_slot(key: str, title: str, source: str, explicit: bool, device: str) -> Slot:
-    """Load one generator. A source the user named must load (exit 2); a missing default only warns."""
+    """Load one generator. A source the user named must load (else exit with one line); a missing
+    default only warns, so the app still starts and says what is missing."""
     slot = Slot(key, title, source)
     if not explicit and not Path(source).exists():
-        flag, shown = "--" + key, os.path.relpath(source) if Path(source).is_relative_to(Path.cwd()) else source
+        flag, shown = "--" + key, _shown(source)
         slot.problem = (f"no {title} generator at {shown}. Train one (`python -m animegan.train --model {key} "
                         f"--data FACES.tar --out runs/{key}`), export it (`python -m animegan.export runs/{key} "
                         f"--to {shown}`), or pass `{flag} FOLDER_OR_HUB_REPO_ID` "
@@ -226,7 +230,8 @@ class Demo:
     # ---- about tab -----------------------------------------------------------------------
 
     def metrics_markdown(self) -> str:
-        flat = [dict(_flatten(s.metrics)) for s in self.slots]
+        # an eval row {"name", "n", "metrics": {...}} reads as fid, kid, …; any other shape as dotted keys
+        flat = [{k.removeprefix("metrics."): v for k, v in _flatten(s.metrics)} for s in self.slots]
         keys = list(dict.fromkeys(k for f in flat for k in f))
         if not keys:
             return ("*No evaluation results are shipped with these checkpoints yet* (no `metrics.json` in "
@@ -234,6 +239,12 @@ class Demo:
         head = "| metric | " + " | ".join(s.title for s in self.slots) + " |\n|---|" + "---:|" * len(self.slots)
         rows = [f"| `{k}` | " + " | ".join(_fmt(f.get(k)) for f in flat) + " |" for k in keys[:80]]
         return "\n".join([head, *rows]) + "\n\n*Read at start-up from each checkpoint folder's `metrics.json`.*"
+
+
+def _shown(source: str) -> str:
+    """A path relative to the working directory when it lies below it (shorter, and no home folders)."""
+    p = Path(source).absolute()
+    return os.path.relpath(p) if p.is_relative_to(Path.cwd()) else source
 
 
 def _flatten(d: dict, prefix: str = ""):
@@ -358,7 +369,7 @@ def build_demo(demo_fns: Demo, concurrency: int = 2) -> gr.Blocks:
             gr.Markdown(ABOUT)
             gr.Markdown("### Evaluation of the loaded checkpoints\n" + demo_fns.metrics_markdown())
             gr.Markdown("### Loaded from\n" + "\n".join(
-                f"- **{s.title}**: `{s.source}`" + (f", z_dim {s.generator.z_dim}, "
+                f"- **{s.title}**: `{_shown(s.source)}`" + (f", z_dim {s.generator.z_dim}, "
                 f"{sum(p.numel() for p in s.generator.parameters()):,} parameters" if s.generator else
                 " (not loaded)") for s in slots))
     return blocks

@@ -180,6 +180,18 @@ def test_missing_default_checkpoint_is_named_with_how_to_fix(tmp_path, model_dir
         nothing.compare(3, 1.0)
 
 
+def test_grid_of_the_next_seeds(model_dirs):
+    import app
+    slots = [app.load_slot(k, k, str(d), True, "cpu") for k, d in zip(("gan", "wgan-gp"), model_dirs)]
+    demo = app.Demo(slots)
+    gan, wgan = demo.grid(app.MAX_SEED, 1.0, 10)  # wraps around to seeds 0 … 9
+    assert gan.shape == wgan.shape == (3 * 128 + 2 * 2, 4 * 128 + 3 * 2, 3)  # 4 per row, 2× cells, 2 px gaps
+    first = demo.compare(0, 1.0)[0][::5, ::5]
+    assert np.array_equal(gan[:128:2, :128:2], first)
+    with pytest.raises(app.gr.Error, match="Grid size"):
+        demo.grid(1, 1.0, 17)
+
+
 def test_metrics_of_any_shape_are_read_defensively(tmp_path):
     import app
     (tmp_path / "metrics.json").write_text("[1, 2, 3]")
@@ -188,6 +200,10 @@ def test_metrics_of_any_shape_are_read_defensively(tmp_path):
     assert app.read_metrics(str(tmp_path)) == {}
     rows = dict(app._flatten({"a": {"b": 1.23456789, "c": [1, 2]}, "big": list(range(100)), "d": None}))
     assert rows == {"a.b": 1.23456789, "a.c": "1, 2", "d": None}
+    (tmp_path / "metrics.json").write_text(json.dumps({"name": "gan", "n": 5000, "metrics": {"fid": 30.0}}))
+    slot = app.Slot("gan", "GAN", str(tmp_path), metrics=app.read_metrics(str(tmp_path)))
+    table = app.Demo([slot, slot]).metrics_markdown()  # an eval-report row: its metrics read as plain names
+    assert "| `fid` | 30 | 30 |" in table and "| `n` | 5000 | 5000 |" in table
 
 
 # ---- a real browser ---------------------------------------------------------------------
