@@ -1,0 +1,209 @@
+"""Sample-quality and diversity metrics as pure functions of feature matrices.
+
+Real features X (N×D), generated features Y (M×D), Euclidean distance;
+NND_k(x) = distance from x to its k-th nearest neighbour in its own set, itself
+excluded. Definitions follow ../shared/DESIGN.md §3:
+
+- frechet_distance   FID (Heusel et al. 2017), through torch-fidelity's own functions.
+- kernel_distance    KID (Bińkowski et al. 2018), unbiased MMD², cubic kernel, through torch-fidelity.
+- precision_recall   Kynkäänniemi et al. 2019, k = 3.
+- density_coverage   Naeem et al. 2020, k = 5; coverage is the mode-dropping number.
+- collapse_score     ours: mean NN distance among Y ÷ the same for an equal-size real sample.
+- near_duplicates    Arora & Zhang 2017 (birthday paradox): share of Y whose nearest Y is
+                     closer than the 1st percentile of real–real NN distances.
+- ndb                Richardson & Weiss 2018: K k-means bins of X, two-proportion z-tests, JS.
+- memorisation       Y→train NN distances vs held-out real→train (ratio of medians, Mann–Whitney z;
+                     cf. Stein et al. 2023).
+
+Nearest neighbours come from scikit-learn's NearestNeighbors (chunked brute force);
+"which balls hold this point" needs every pair, so it runs over row chunks of
+torch.cdist — memory stays ~64 MB however big N and M are (50k × 50k is fine).
+
+    from eval.diversity import precision_recall, density_coverage
+    precision_recall(real, fake)   # {'precision': 0.71, 'recall': 0.52}
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from scipy import stats
+from sklearn.cluster import KMeans
+from sklearn.neighbors import NearestNeighbors
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+CHUNK_ELEMENTS = 1 << 23  # distances per cdist chunk: 8M float64 = 64 MB
+
+
+def _t(x) -> torch.Tensor:
+    """Any 2-D array-like → float64 CPU tensor (float64: distances of near-identical points stay exact)."""
+    x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).detach().cpu().to(torch.float64)
+    if x.dim() != 2 or len(x) == 0:
+        raise ValueError(f"features must be a non-empty N×D matrix, got shape {tuple(x.shape)}")
+    return x.contiguous()
+
+
+def _rng_subset(n: int, m: int, seed: int) -> np.ndarray:
+    """m distinct indices of range(n), seeded; everything (in order) if m ≥ n."""
+    return np.arange(n) if m >= n else np.sort(np.random.default_rng(seed).choice(n, m, replace=False))
+
+
+def knn_radii(x, k: int) -> np.ndarray:
+    """NND_k for every row of x (self excluded): N."""
+    x = _t(x)
+    if len(x) <= k:
+        raise ValueError(f"need more than k={k} samples for k-NN radii, got {len(x)}")
+    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(x.numpy()).kneighbors(x.numpy())
+    return dist[:, k]  # column 0 is the point itself (or an exact duplicate: same distance 0)
+
+
+def nearest(query, ref) -> tuple[np.ndarray, np.ndarray]:
+    """Distance and index of each query row's nearest row in ref."""
+    dist, idx = NearestNeighbors(n_neighbors=1).fit(_t(ref).numpy()).kneighbors(_t(query).numpy())
+    return dist[:, 0], idx[:, 0]
+
+
+def ball_membership(points, centers, radii: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """For each radius vector r (len(centers)): how many balls B(c_i, r_i) hold each point (P),
+    and whether each ball holds any point (C). One chunked pass over all P×C distances."""
+    p, c = _t(points), _t(centers)
+    rs = [torch.as_tensor(np.asarray(r), dtype=torch.float64) for r in radii]
+    counts = [torch.zeros(len(p), dtype=torch.long) for _ in rs]
+    hit = [torch.zeros(len(c), dtype=torch.bool) for _ in rs]
+    step = max(1, CHUNK_ELEMENTS // len(c))
+    for i in range(0, len(p), step):
+        d = torch.cdist(p[i:i + step], c)  # chunk×C
+        for r, cnt, h in zip(rs, counts, hit):
+            inside = d <= r[None, :]
+            cnt[i:i + step] = inside.sum(1)
+            h |= inside.any(0)
+    return [x.numpy() for x in counts], [x.numpy() for x in hit]
+
+
+def frechet_distance(feats_a, feats_b) -> float:
+    """FID between two feature sets, via torch-fidelity (float64 statistics)."""
+    sa, sb = fid_features_to_statistics(_t(feats_a)), fid_features_to_statistics(_t(feats_b))
+    return float(fid_statistics_to_metric(sa, sb, verbose=False)["frechet_inception_distance"])
+
+
+def kernel_distance(feats_a, feats_b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict:
+    """KID mean ± std over `subsets` random subsets; the subset size shrinks (with a warning) below it."""
+    a, b = _t(feats_a), _t(feats_b)
+    size = min(subset_size, len(a), len(b))
+    if size < subset_size:
+        warnings.warn(f"KID: only {min(len(a), len(b))} samples, using subsets of {size} instead of "
+                      f"{subset_size} (KID is noisier)", stacklevel=2)
+    if size < 2:
+        raise ValueError("KID needs at least 2 samples per set")
+    out = kid_features_to_metric(a, b, kid_subsets=subsets, kid_subset_size=size, rng_seed=seed, verbose=False)
+    return {"kid": out[KEY_METRIC_KID_MEAN], "kid_std": out[KEY_METRIC_KID_STD], "kid_subset_size": size}
+
+
+def precision_recall(real, fake, k: int = 3) -> dict:
+    """Improved precision (Y inside the real manifold) and recall (X inside the generated one)."""
+    (in_real,), _ = ball_membership(fake, real, [knn_radii(real, k)])
+    (in_fake,), _ = ball_membership(real, fake, [knn_radii(fake, k)])
+    return {"precision": float((in_real > 0).mean()), "recall": float((in_fake > 0).mean())}
+
+
+def density_coverage(real, fake, k: int = 5) -> dict:
+    """density = Σ_j Σ_i 1[y_j ∈ B(x_i, NND_k(x_i))] / (kM); coverage = share of real balls hit."""
+    (counts,), (covered,) = ball_membership(fake, real, [knn_radii(real, k)])
+    return {"density": float(counts.sum() / (k * len(counts))), "coverage": float(covered.mean())}
+
+
+def nn_within(x) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest *other* row of the same set: distances, indices."""
+    x = _t(x)
+    if len(x) < 2:
+        raise ValueError("need at least 2 samples for nearest-neighbour distances")
+    dist, idx = NearestNeighbors(n_neighbors=2).fit(x.numpy()).kneighbors(x.numpy())
+    # With exact duplicates the point itself may come second; both columns are then 0.
+    self_first = idx[:, 0] == np.arange(len(x))
+    return np.where(self_first, dist[:, 1], dist[:, 0]), np.where(self_first, idx[:, 1], idx[:, 0])
+
+
+def collapse_score(real, fake, seed: int = 0) -> dict:
+    """mean NND_1(Y) ÷ mean NND_1(real sample of the same size): ≈ 1 diverse, → 0 collapsed."""
+    return sample_diversity(real, fake, seed=seed)["collapse"]
+
+
+def near_duplicates(real, fake, percentile: float = 1.0, seed: int = 0, top: int = 8) -> dict:
+    return sample_diversity(real, fake, percentile=percentile, seed=seed, top=top)["near_duplicates"]
+
+
+def sample_diversity(real, fake, percentile: float = 1.0, seed: int = 0, top: int = 8) -> dict:
+    """Collapse score and near-duplicate rate from one NN search each; equal sample sizes."""
+    real, fake = _t(real), _t(fake)
+    m = min(len(real), len(fake))  # NN distances shrink with sample size: compare equal sizes
+    r = real[_rng_subset(len(real), m, seed)]
+    f_idx = _rng_subset(len(fake), m, seed + 1)
+    d_real, _ = nn_within(r)
+    d_fake, j = nn_within(fake[f_idx])
+    threshold = float(np.percentile(d_real, percentile))
+    pairs, seen = [], set()
+    for a in np.argsort(d_fake, kind="stable"):  # closest generated pairs, each pair once
+        pair = tuple(sorted((int(f_idx[a]), int(f_idx[j[a]]))))
+        if pair not in seen:
+            seen.add(pair)
+            pairs.append([pair[0], pair[1], float(d_fake[a])])
+        if len(pairs) >= top:
+            break
+    mean_real = float(d_real.mean())
+    return {
+        "collapse": float(d_fake.mean() / mean_real) if mean_real > 0 else float("nan"),
+        "mean_nn_fake": float(d_fake.mean()), "mean_nn_real": mean_real, "m": m,
+        "near_duplicates": {"rate": float((d_fake < threshold).mean()), "threshold": threshold,
+                            "percentile": percentile, "closest_pairs": pairs},
+    }
+
+
+def fit_bins(real, k: int = 50, seed: int = 0) -> np.ndarray:
+    """K k-means centres of the real features (K×D) — the bins of NDB."""
+    x = _t(real).numpy()
+    if len(x) < k:
+        raise ValueError(f"NDB needs at least K={k} real samples, got {len(x)}")
+    return KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x).cluster_centers_
+
+
+def ndb(real, fake, centers=None, k: int = 50, alpha: float = 0.05, seed: int = 0) -> dict:
+    """Number of statistically different bins (two-tailed two-proportion z-test, pooled p) and JS."""
+    real, fake = _t(real), _t(fake)
+    centers = fit_bins(real, k, seed) if centers is None else np.asarray(centers, dtype=np.float64)
+    k = len(centers)
+    n_r = np.bincount(nearest(real, centers)[1], minlength=k)
+    n_f = np.bincount(nearest(fake, centers)[1], minlength=k)
+    p_r, p_f = n_r / n_r.sum(), n_f / n_f.sum()
+    pooled = (n_r + n_f) / (n_r.sum() + n_f.sum())
+    se = np.sqrt(pooled * (1 - pooled) * (1 / n_r.sum() + 1 / n_f.sum()))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, (p_f - p_r) / se, 0.0)
+    different = np.abs(z) > stats.norm.ppf(1 - alpha / 2)
+    mix = (p_r + p_f) / 2
+
+    def kl(p):  # KL(p ‖ mix); empty bins of p add nothing
+        nz = p > 0
+        return float(np.sum(p[nz] * np.log(p[nz] / mix[nz])))
+    order = np.argsort(z, kind="stable")
+    return {
+        "ndb": int(different.sum()), "ndb_over_k": float(different.mean()), "k": k, "alpha": alpha,
+        "js": 0.5 * kl(p_r) + 0.5 * kl(p_f),  # nats, in [0, ln 2]
+        "underfilled": [int(b) for b in order if different[b] and z[b] < 0],  # most dropped first
+        "overfilled": [int(b) for b in order[::-1] if different[b] and z[b] > 0],
+        "real_share": p_r.tolist(), "fake_share": p_f.tolist(), "z": z.tolist(),
+    }
+
+
+def memorisation(fake, train, heldout) -> dict:
+    """median NN distance Y→train ÷ median NN distance held-out real→train (≈ 1 fine, ≪ 1 copying)."""
+    d_fake, idx = nearest(fake, train)
+    d_held, _ = nearest(heldout, train)
+    med_held = float(np.median(d_held))
+    u, p = stats.mannwhitneyu(d_fake, d_held, alternative="two-sided")
+    n1, n2 = len(d_fake), len(d_held)
+    z = (u - n1 * n2 / 2) / np.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)  # < 0: generated sit closer to train
+    return {"ratio": float(np.median(d_fake) / med_held) if med_held > 0 else float("nan"),
+            "median_fake": float(np.median(d_fake)), "median_heldout": med_held,
+            "mw_z": float(z), "mw_p": float(p), "nn_index": idx.tolist(), "nn_dist": d_fake.tolist()}

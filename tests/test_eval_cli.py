@@ -1,0 +1,117 @@
+"""`python -m eval.fid` end to end on tiny synthetic sets, and its bad-input handling."""
+import json
+
+import pytest
+import torch
+
+from animegan.checkpoint import export_generator
+from animegan.models import Generator
+from eval import fid
+from eval.testing import write_images
+
+FAST = ["--n", "20", "--kid-subsets", "5", "--ndb-k", "4"]
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evalcli")
+    torch.manual_seed(0)
+    export_generator(Generator(ngf=8), root / "gen")
+    return {"root": root, "gen": root / "gen", "real": write_images(root / "real", 48, seed=1),
+            "train": write_images(root / "train", 30, seed=2), "fake": write_images(root / "fake", 24, seed=3),
+            "cache": root / "cache"}
+
+
+def run(args, capsys):
+    rc = fid.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_end_to_end_report_and_warm_cache(sets, tmp_path, capsys):
+    args = ["--ckpt", sets["gen"], "--fake", sets["fake"], "--real", sets["real"], "--train", sets["train"],
+            "--cache-dir", sets["cache"], *FAST]
+    rc, out, err = run(args + ["--out", tmp_path / "a"], capsys)
+    assert rc == 0, err
+    rep = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert [m["name"] for m in rep["models"]] == ["gen", "fake"]
+    assert rep["baseline"]["name"] == "real-vs-real" and rep["baseline"]["n"] == 20
+    assert rep["protocol"]["features"] == "effnet-lite0" and rep["protocol"]["n"] == 20
+    assert rep["real"]["features_from_cache"] is False and rep["real"]["train_n"] == 30
+    for row in rep["models"] + [rep["baseline"]]:
+        m = row["metrics"]
+        assert {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "collapse",
+                "near_dup_rate", "ndb_over_k", "js", "memorisation"} <= set(m)
+        assert m["fid"] >= -1e-3 and 0 <= m["coverage"] <= 1 and m["memorisation"] > 0
+    # The untrained generator is far from the data; a second real split is close to it.
+    gen, base = rep["models"][0]["metrics"], rep["baseline"]["metrics"]
+    assert gen["fid"] > 2 * base["fid"] and gen["coverage"] < base["coverage"]
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "real-vs-real" in md and "effnet-lite0" in md
+    for name in ["samples_gen.png", "closest_pairs_gen.png", "memorisation_gen.png", "samples_real-vs-real.png"]:
+        assert (tmp_path / "a" / name).stat().st_size > 0 and f"]({name})" in md
+    assert "real-vs-real" in out and "FID" in out
+    # Warm cache: the same real set is not extracted again, and the numbers do not move.
+    rc, _, err = run(args + ["--out", tmp_path / "b"], capsys)
+    assert rc == 0, err
+    rep2 = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert rep2["real"]["features_from_cache"] is True
+    assert rep2["baseline"]["metrics"]["fid"] == pytest.approx(base["fid"], rel=1e-6)
+    assert rep2["models"][0]["metrics"]["fid"] == pytest.approx(gen["fid"], rel=1e-4)
+
+
+def test_n_larger_than_real_set_and_corrupt_image_warn(sets, tmp_path, capsys):
+    real = write_images(tmp_path / "real", 44, seed=4)
+    (real / "zz_corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    rc, _, err = run(["--fake", sets["fake"], "--real", real, "--n", "100", "--kid-subsets", "5", "--no-cache",
+                      "--out", tmp_path / "o"], capsys)
+    assert rc == 0, err
+    assert "skipped 1 unreadable" in err and "fewer than 2×--n=200" in err and "using n=22" in err
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert rep["protocol"]["n"] == 22 and rep["real"]["skipped"] == 1 and rep["warnings"]
+
+
+def one_line_error(rc, out, err, *words):
+    assert rc == 2
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_bad_input_is_one_line_and_exit_2(sets, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "a.png").write_bytes(b"nope")
+    notgen = tmp_path / "notgen"
+    notgen.mkdir()
+    (notgen / "weights.bin").write_bytes(b"x")
+    base = ["--cache-dir", sets["cache"], "--out", tmp_path / "r", *FAST]
+    one_line_error(*run(["--ckpt", sets["gen"], "--real", tmp_path / "missing", *base], capsys), "missing")
+    one_line_error(*run(["--ckpt", sets["gen"], "--real", empty, *base], capsys), "empty")
+    one_line_error(*run(["--ckpt", notgen, "--real", sets["real"], *base], capsys), "notgen")
+    one_line_error(*run(["--fake", empty, "--real", sets["real"], *base], capsys), "empty")
+    one_line_error(*run(["--fake", corrupt, "--real", sets["real"], *base], capsys), "no readable image")
+    one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--features", "nope", *base], capsys),
+                   "unknown feature extractor")
+    one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--n", "5", *base[:4]], capsys), "--n")
+    assert not (tmp_path / "r").exists()  # nothing half-written
+    with pytest.raises(SystemExit) as e:  # argparse: neither --ckpt nor --fake
+        fid.main(["--real", str(sets["real"])])
+    assert e.value.code == 2
+
+
+def test_inception_offline_exits_2_naming_alternatives(sets, tmp_path, capsys, monkeypatch):
+    import urllib.error
+
+    import torch_fidelity.feature_extractor_inceptionv3 as inc
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(inc, "load_state_dict_from_url", offline)
+    one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--features", "inception",
+                         "--out", tmp_path / "r", *FAST], capsys), "--inception-weights", "effnet-lite0")
