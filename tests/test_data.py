@@ -1,0 +1,116 @@
+import io
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from animegan.data import DataError, load_images, open_image_source, split_archive
+
+
+def _png(mode, size=(30, 20), color=None):
+    im = Image.new(mode, size, color if color is not None else 128)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg(size=(40, 40)):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def messy(tmp_path):
+    d = tmp_path / "messy"
+    (d / "sub").mkdir(parents=True)
+    (d / "good.jpg").write_bytes(_jpeg())
+    (d / "sub" / "gray.png").write_bytes(_png("L"))
+    (d / "rgba.png").write_bytes(_png("RGBA", color=(255, 0, 0, 0)))  # fully transparent red
+    (d / "palette.png").write_bytes(_png("P"))
+    (d / "photo.webp").write_bytes(b"")  # zero bytes
+    (d / "corrupt.jpg").write_bytes(_jpeg()[:200])  # truncated JPEG
+    (d / "notes.png").write_text("this is text, not a PNG")
+    (d / "readme.txt").write_text("ignored: not an image extension")
+    return d
+
+
+def test_folder_with_bad_files_skips_and_counts(messy, capsys):
+    data = load_images(messy, size=16)
+    assert data.images.shape == (4, 3, 16, 16) and data.images.dtype == torch.uint8
+    assert sorted(data.names) == ["good.jpg", "palette.png", "rgba.png", "sub/gray.png"]
+    assert data.skipped == 3
+    err = capsys.readouterr().err
+    assert err.count("skipped 3 unreadable") == 1  # reported once
+    # Transparent pixels are composited on white, grayscale becomes 3 equal channels.
+    rgba = data.images[data.names.index("rgba.png")]
+    assert (rgba == 255).all()
+    gray = data.images[data.names.index("sub/gray.png")]
+    assert (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all() and (gray == 128).all()
+
+
+def test_resize_then_center_crop():
+    # A 40×20 image whose left and right quarters are black: after Resize(8) → 16×8, crop 8×8 keeps the middle.
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, 10:30] = 200
+    from animegan.data import decode_image
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    out = decode_image(buf.getvalue(), 8)
+    assert out.shape == (3, 8, 8)
+    assert out[:, :, 2:6].float().mean() > 190
+
+
+def _fill(archive_add, names):
+    for n in names:
+        archive_add(n, _jpeg() if n.endswith(".jpg") else _png("RGB"))
+
+
+def test_zip_like_kaggle_and_tar(tmp_path):
+    z = tmp_path / "faces.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        _fill(zf.writestr, ["images/a.jpg", "images/b.png", "__MACOSX/images/._a.jpg", "images/.hidden.png"])
+        zf.writestr("images/bad.jpg", b"garbage")
+    data = load_images(z, size=8)
+    assert data.names == ["images/a.jpg", "images/b.png"] and data.skipped == 1
+
+    t = tmp_path / "faces.tar"
+    with tarfile.open(t, "w") as tf:
+        def add(name, raw):
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            tf.addfile(info, io.BytesIO(raw))
+        _fill(add, ["x/1.jpg", "x/2.png", "x/3.jpg"])
+    data = load_images(t, size=8)
+    assert data.images.shape == (3, 3, 8, 8) and data.skipped == 0
+    assert [e[0] for e in open_image_source(t).entries] == ["x/1.jpg", "x/2.png", "x/3.jpg"]
+
+
+def test_bad_paths_raise_one_line_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_images(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no image files"):
+        load_images(tmp_path / "empty")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_text("nope")
+    with pytest.raises(DataError, match="no readable image") as e:
+        load_images(bad)
+    assert "\n" not in str(e.value)
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(DataError, match="not a folder"):
+        load_images(tmp_path / "file.txt")
+
+
+def test_split_is_deterministic_and_disjoint(tiny_images, tmp_path):
+    n_train, n_val = split_archive(str(tiny_images), str(tmp_path / "s1"), 5)
+    split_archive(str(tiny_images), str(tmp_path / "s2"), 5)
+    assert (n_train, n_val) == (19, 5)
+    v1 = [e[0] for e in open_image_source(tmp_path / "s1" / "val.tar").entries]
+    v2 = [e[0] for e in open_image_source(tmp_path / "s2" / "val.tar").entries]
+    t1 = [e[0] for e in open_image_source(tmp_path / "s1" / "train.tar").entries]
+    assert v1 == v2 and len(v1) == 5 and not set(v1) & set(t1)

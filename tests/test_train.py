@@ -1,0 +1,167 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from animegan import checkpoint as ckpt
+from animegan.checkpoint import load_generator, list_checkpoints, load_latest_state
+from animegan.cli import main
+from animegan.config import build_parser
+
+TINY = ["--img-size", "16", "--ngf", "4", "--ndf", "4", "--batch-size", "4", "--threads", "1",
+        "--log-every", "1", "--sample-every", "2", "--precision", "fp32"]
+
+
+def train(data, out, *extra):
+    return main(["--data", str(data), "--out", str(out), *TINY, *extra])
+
+
+@pytest.mark.parametrize("model", ["gan", "wgan-gp"])
+def test_smoke_run_writes_every_artifact(tiny_images, tmp_path, model):
+    out = tmp_path / model
+    assert train(tiny_images, out, "--model", model, "--steps", "4", "--ckpt-every", "2") == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"] == model and cfg["version"] and cfg["ema_decay"] == 0.999 and cfg["images"] == 24
+    assert cfg["critic_norm"] == ("batch" if model == "gan" else "layer")
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    keys = {"d_real", "d_fake"} if model == "gan" else {"wasserstein", "gp"}
+    for r in rows:
+        assert {"step", "epoch", "images_seen", "d_loss", "g_loss", "img_per_s"} | keys <= set(r)
+        assert all(math.isfinite(v) for v in r.values() if isinstance(v, float))
+    n_critic = 1 if model == "gan" else 5
+    assert rows[-1]["images_seen"] == 4 * 4 * n_critic
+    for name in ("step_0000002.png", "step_0000004.png", "latest.png"):
+        with Image.open(out / "samples" / name) as im:
+            assert im.size == (4 * 16 + 5 * 2,) * 2  # 4×4 grid of 16 px with 2 px padding
+    assert (out / "loss.png").stat().st_size > 1000
+    assert [p.name for p in list_checkpoints(out)] == ["step_0000002.pt", "step_0000004.pt"]
+    g = load_generator(out / "generator")
+    assert g(torch.randn(2, 100)).shape == (2, 3, 16, 16)
+    info = json.loads((out / "generator" / "training_info.json").read_text())
+    assert info["step"] == 4
+
+
+def _weights(run):
+    state, _ = load_latest_state(run)
+    return state
+
+
+def test_resume_is_equivalent_to_a_straight_run(tiny_images, tmp_path):
+    assert train(tiny_images, tmp_path / "a", "--model", "wgan-gp", "--steps", "6", "--n-critic", "2") == 0
+    assert train(tiny_images, tmp_path / "b", "--model", "wgan-gp", "--steps", "3", "--n-critic", "2") == 0
+    assert train(tiny_images, tmp_path / "b", "--steps", "6") == 0  # resumes at 3, continues to 6
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert a["step"] == b["step"] == 6 and a["batches"] == b["batches"] == 12
+    for part in ("G", "D", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
+    ra = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    rb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k not in ("img_per_s", "train_seconds")}  # noqa
+                          for r in rows]
+    assert strip(ra) == strip(rb)
+
+
+def test_gan_resume_equivalence(tiny_images, tmp_path):
+    assert train(tiny_images, tmp_path / "a", "--steps", "4") == 0
+    assert train(tiny_images, tmp_path / "b", "--steps", "2") == 0
+    assert train(tiny_images, tmp_path / "b", "--steps", "4") == 0
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
+    assert all(torch.equal(a["opt_d"]["state"][0]["exp_avg"], b["opt_d"]["state"][0]["exp_avg"]) for _ in [0])
+
+
+def test_interrupted_checkpoint_write_keeps_the_last_good_one(tiny_images, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert train(tiny_images, out, "--steps", "2") == 0
+    good = list_checkpoints(out)[-1]
+    before = good.read_bytes()
+
+    def dying_save(obj, f, *a, **k):  # writes half a file, then the process "dies"
+        with open(f, "wb") as fh:
+            fh.write(before[: len(before) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_state(out, 3, {"x": torch.zeros(1)})
+    monkeypatch.undo()
+    assert list_checkpoints(out) == [good] and good.read_bytes() == before
+    assert not [p for p in (out / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+
+    # A newest checkpoint truncated by other means (disk full, copy) is skipped on resume.
+    bad = ckpt.checkpoint_path(out, 9)
+    bad.write_bytes(before[:1000])
+    state, path = load_latest_state(out)
+    assert path == good and state["step"] == 2
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path, tiny_images, capsys):
+    assert train(tmp_path / "missing", tmp_path / "r", "--steps", "1") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "missing" in err and "\n" not in err
+    (tmp_path / "empty").mkdir()
+    assert train(tmp_path / "empty", tmp_path / "r", "--steps", "1") == 2
+    assert "no image files" in capsys.readouterr().err
+    assert train(tiny_images, tmp_path / "r", "--steps", "1", "--batch-size", "0") == 2
+    assert train(tiny_images, tmp_path / "r", "--steps", "1", "--batch-size", "64") == 2
+    assert "fewer than one batch" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_different_model_and_no_resume_refuses_overwrite(tiny_images, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(tiny_images, out, "--steps", "1") == 0
+    capsys.readouterr()
+    assert train(tiny_images, out, "--steps", "2", "--model", "wgan-gp") == 2
+    err = capsys.readouterr().err
+    assert "model: run has 'gan', command asks 'wgan-gp'" in err
+    assert train(tiny_images, out, "--steps", "2", "--ngf", "8") == 2
+    assert "ngf" in capsys.readouterr().err
+    assert train(tiny_images, out, "--steps", "2", "--no-resume") == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert len(list_checkpoints(out)) == 1  # nothing was lost
+    assert train(tiny_images, out, "--steps", "2", "--no-resume", "--overwrite", "--model", "wgan-gp") == 0
+    assert json.loads((out / "config.json").read_text())["model"] == "wgan-gp"
+
+
+def test_help_documents_every_flag_with_default():
+    text = " ".join(build_parser().format_help().split())
+    for flag in ("--epochs", "--steps", "--batch-size", "--seed", "--device", "--precision", "--n-critic",
+                 "--sample-every", "--ckpt-every", "--keep-ckpts", "--no-resume", "--overwrite", "--critic-norm",
+                 "--ema-decay", "--eval-every", "--max-minutes"):
+        assert flag in text
+    assert "gan: batch, wgan-gp: layer" in text and "gan: 1, wgan-gp: 5" in text
+
+
+def test_keep_last_k_and_epochs(tiny_images, tmp_path):
+    out = tmp_path / "run"
+    # 24 images / batch 4 = 6 steps per epoch for gan
+    assert train(tiny_images, out, "--epochs", "1", "--ckpt-every", "1", "--keep-ckpts", "2") == 0
+    assert [p.name for p in list_checkpoints(out)] == ["step_0000005.pt", "step_0000006.pt"]
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tiny_images, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "animegan.train", "--data", str(tiny_images), "--out", str(out),
+                          *TINY, "--steps", "100000", "--ckpt-every", "100000"], env=env,
+                         stderr=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err[-500:]
+    assert "stopped at step" in err and "Traceback" not in err
+    state, _ = load_latest_state(out)
+    assert state["step"] >= 1
+    assert (out / "generator" / "model.safetensors").exists()
