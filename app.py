@@ -15,10 +15,10 @@ run under `torch.inference_mode()`. The training loop is never imported.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
-import atexit
 import random
 import shutil
 import sys
@@ -168,8 +168,11 @@ def write_gif(frames: np.ndarray, tag: str) -> str:
     GIF_DIR.mkdir(parents=True, exist_ok=True)
     now = time.time()
     for old in GIF_DIR.glob("*.gif"):  # Gradio copies each result into its own cache at once
-        if now - old.stat().st_mtime > 300:
-            old.unlink(missing_ok=True)
+        try:
+            if now - old.stat().st_mtime > 300:
+                old.unlink()
+        except FileNotFoundError:  # another request pruned it first
+            pass
     seq = list(frames) + list(frames[-2:0:-1])
     pics = [Image.fromarray(upscale(f, GIF_SCALE)) for f in seq]
     path = GIF_DIR / f"{tag}-{uuid.uuid4().hex[:12]}.gif"
@@ -289,7 +292,10 @@ same image (the "average" face). Images are upscaled with nearest neighbour: one
 
 def build_demo(demo_fns: Demo, concurrency: int = 2) -> gr.Blocks:
     slots = demo_fns.slots
-    gen = dict(concurrency_id="generate", concurrency_limit=concurrency)
+    # Two lanes: images (compare, grid) and animations. A burst of 64-frame interpolations then
+    # holds at most one worker, and /compare keeps answering beside it.
+    gen = dict(concurrency_id="images", concurrency_limit=concurrency)
+    anim = dict(concurrency_id="animations", concurrency_limit=1)
     loaded = any(s.generator is not None for s in slots)  # the default seed's answer shows at start-up
     first = demo_fns.compare(DEFAULT_SEED, 1.0) if loaded else (None, None)
     first_interp = demo_fns.interpolate(DEFAULT_SEED, 7, 16, "slerp") if loaded else (None,) * 4
@@ -360,7 +366,7 @@ def build_demo(demo_fns: Demo, concurrency: int = 2) -> gr.Blocks:
             strip_b = gr.Image(first_interp[3], label=f"{slots[1].title}: frames", format="png",
                                interactive=False, elem_classes="pixelated")
             interp_in, interp_out = [seed_a, seed_b, frames, method], [gif_a, gif_b, strip_a, strip_b]
-            go_i.click(demo_fns.interpolate, interp_in, interp_out, api_name="interpolate", **gen)
+            go_i.click(demo_fns.interpolate, interp_in, interp_out, api_name="interpolate", **anim)
             gr.Examples([[DEFAULT_SEED, 7, 16, "slerp"], [1, 2, 32, "lerp"], [100, 4000000000, 8, "slerp"]],
                         inputs=interp_in, outputs=interp_out, fn=demo_fns.interpolate,
                         run_on_click=True, cache_examples=False, api_visibility="private")

@@ -10,7 +10,8 @@ Three measurements (issue 4's targets in brackets):
 2. /interpolate with 16 frames, `--interp-calls` calls: p50 [< 1.5 s] and p95;
 3. `--clients` clients calling /compare in a loop for `--duration` s: failed requests [0],
    throughput and latency under load;
-and, for scale, the /compare function alone in-process (what Gradio and HTTP add is the rest).
+and, for scale, the /compare function alone in-process, and the "serving floor": a Gradio app
+whose /compare returns two fixed PNGs without any model, through the same client.
 Latency is the full round trip of Client.predict: queue, inference, PNG/GIF encoding and the
 download of the result files. Random weights cost exactly what trained ones do (same shapes).
 Exit status 1 if any request failed.
@@ -52,15 +53,27 @@ def generators(args, workdir: Path) -> tuple[str, str]:
     return gan, wgan
 
 
-def start_app(args, workdir: Path, gan: str, wgan: str) -> tuple[subprocess.Popen, str]:
-    """Run app.py on a free port."""
+# The serving floor: a Gradio app whose /compare returns two fixed 320×320 PNGs, no model at all.
+FLOOR_APP = """
+import sys, gradio as gr, numpy as np
+img = np.zeros((320, 320, 3), np.uint8)
+with gr.Blocks() as demo:
+    a, b, out_a, out_b = gr.Number(), gr.Number(), gr.Image(format="png"), gr.Image(format="png")
+    gr.Button().click(lambda s, t: (img, img), [a, b], [out_a, out_b], api_name="compare")
+demo.queue().launch(server_name="127.0.0.1", server_port=int(sys.argv[1]))
+"""
+
+
+def start_app(args, workdir: Path, gan: str | None, wgan: str | None) -> tuple[subprocess.Popen, str]:
+    """Run app.py on a free port (or, without generators, the model-free floor app)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--gan", gan, "--wgan-gp", wgan,
-                             "--host", "127.0.0.1", "--port", str(port), "--concurrency", str(args.concurrency)],
-                            cwd=ROOT, env=env, stdout=open(workdir / "app.log", "w"), stderr=subprocess.STDOUT)
+    cmd = ([str(ROOT / "app.py"), "--gan", gan, "--wgan-gp", wgan, "--host", "127.0.0.1", "--port", str(port),
+            "--concurrency", str(args.concurrency)] if gan else ["-c", FLOOR_APP, str(port)])
+    proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=env, stdout=open(workdir / "app.log", "w"),
+                            stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
     while True:
@@ -163,9 +176,16 @@ def main(argv=None) -> int:
                    "interpolate_16": summary(timed(lambda i: c.predict(i, i + 1, 16, "slerp", api_name="/interpolate"),
                                                    args.interp_calls)),
                    "load": load_test(url, args.clients, args.duration)}
-            if proc:  # the app is idle now; compare with the function alone, same threads as the app
+            if proc:  # for scale: the function alone (same threads as the app), and Gradio without a model
                 res["compare_function_only"] = in_process(gan, wgan, args.calls,
                                                           max(1, (os.cpu_count() or 1) // args.concurrency))
+                proc.terminate()
+                proc.wait(10)
+                proc, floor_url = start_app(args, Path(tmp), None, None)
+                fc = Client(floor_url, verbose=False)
+                fc.predict(0, 1.0, api_name="/compare")
+                res["compare_serving_floor"] = summary(timed(lambda i: fc.predict(i, 1.0, api_name="/compare"),
+                                                             args.calls))
         finally:
             if proc:
                 proc.terminate()
@@ -179,7 +199,9 @@ def main(argv=None) -> int:
           f"p95 {load['latency'].get('p95_ms', float('nan')):.0f} ms")
     if "compare_function_only" in res:
         fn = res["compare_function_only"]
+        fl = res["compare_serving_floor"]
         print(f"/compare function alone, in-process (no Gradio/HTTP): p50 {fn['p50_ms']:.1f} ms, p95 {fn['p95_ms']:.1f} ms")
+        print(f"serving floor (Gradio app returning two fixed PNGs):  p50 {fl['p50_ms']:.1f} ms, p95 {fl['p95_ms']:.1f} ms")
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in res['load_average'])} ({res['cpu']})")
     for e in load["first_errors"]:
         print("  failed:", e)

@@ -206,6 +206,18 @@ def test_metrics_of_any_shape_are_read_defensively(tmp_path):
     assert "| `fid` | 30 | 30 |" in table and "| `n` | 5000 | 5000 |" in table
 
 
+@pytest.mark.slow
+def test_the_latency_benchmark_runs(tmp_path):
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "benchmarks/app_latency.py", "--calls", "3", "--interp-calls", "1",
+                        "--clients", "2", "--duration", "2", "--json", str(out)],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(out.read_text())
+    assert res["compare"]["n"] == 3 and res["interpolate_16"]["n"] == 1
+    assert res["load"]["failed"] == 0 and res["load"]["ok"] > 0 and res["compare_serving_floor"]["n"] == 3
+
+
 # ---- a real browser ---------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
