@@ -16,6 +16,7 @@ else ~/.cache/animegan/features.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -90,7 +91,7 @@ def _write(file: Path, feats: torch.Tensor, meta: dict) -> None:
 
 
 def cached_features(path, extractor: str = "effnet-lite0", n: int | None = None, size: int = 64,
-                    cache_dir=None, use_cache: bool = True, weights_path=None, batch_size: int = 32,
+                    cache_dir=None, use_cache: bool = True, weights_path=None, batch_size: int = 16,
                     device="cpu", progress: bool = False) -> CachedFeatures:
     """Features of the first `n` (sorted) images of `path`; from the cache when possible."""
     from .features import extract_features
@@ -115,9 +116,15 @@ def cached_features(path, extractor: str = "effnet-lite0", n: int | None = None,
     return CachedFeatures(feats, loaded.names, loaded.skipped, False, key, time.perf_counter() - t0)
 
 
+@functools.lru_cache(maxsize=4)
+def _open_cached(path: str):
+    # Opening a 30k-member tar scans all headers (~1 s); report pictures ask many times.
+    return open_image_source(path)
+
+
 def load_named(path, names: list[str], size: int = 64) -> torch.Tensor:
     """Decode just these images (for report pictures after a cache hit) → uint8 K×3×size×size."""
-    src = open_image_source(path)
+    src = _open_cached(str(path))
     if not names:
         return torch.zeros(0, 3, size, size, dtype=torch.uint8)
     return torch.stack([decode_image(src.read(name), size) for name in names])

@@ -206,7 +206,7 @@ def get_extractor(name: str = EFFNET, weights_path=None, device="cpu") -> Featur
 
 @torch.no_grad()
 def extract_features(images_uint8: torch.Tensor, extractor: str | FeatureExtractorBase = EFFNET,
-                     batch_size: int = 32, device: str | torch.device = "cpu",
+                     batch_size: int = 16, device: str | torch.device = "cpu",
                      weights_path=None, progress: bool = False) -> torch.Tensor:
     """uint8 N×3×H×W images → float32 N×D features on the CPU (D=1280 for effnet-lite0)."""
     if not (torch.is_tensor(images_uint8) and images_uint8.dtype == torch.uint8 and images_uint8.dim() == 4):
