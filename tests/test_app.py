@@ -255,5 +255,9 @@ def test_browser_sets_a_seed_and_sees_both_images(server):
                 arg=[imgs, before], timeout=30_000)
             assert page.locator("#gan-image").inner_text().strip().startswith("GAN")
             page.screenshot(path=str(ARTIFACTS / "app_browser.png"), full_page=True)
+            page.fill("#seed input", "1.5")  # a bad seed: a toast that says why, and the page stays usable
+            page.click("#generate")
+            page.get_by_text("Seed must be a whole number").first.wait_for(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "app_browser_error.png"), full_page=True)
         finally:
             browser.close()
