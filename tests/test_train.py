@@ -165,3 +165,33 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tiny_images, tmp_path):
     state, _ = load_latest_state(out)
     assert state["step"] >= 1
     assert (out / "generator" / "model.safetensors").exists()
+
+
+def test_quick_fd_during_training_keeps_the_best_export(tiny_images, tmp_path):
+    out = tmp_path / "run"
+    assert train(tiny_images, out, "--steps", "4", "--eval-every", "2", "--eval-real", str(tiny_images),
+                 "--eval-n", "12") == 0
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    fds = [r for r in rows if "fd" in r]
+    assert [r["step"] for r in fds] == [2, 4] and all(r["fd"] > 0 and r["fd_n"] == 12 for r in fds)
+    best = json.loads((out / "generator_best" / "training_info.json").read_text())
+    assert best["fd_effnet_lite0"] == pytest.approx(min(r["fd"] for r in fds), abs=1e-3)
+    assert load_generator(out / "generator_best").z_dim == 100
+    # the best is remembered across a resume
+    assert _weights(out)["best"]["step"] == best["step"]
+
+
+def test_eval_every_needs_real_images(tiny_images, tmp_path, capsys):
+    assert train(tiny_images, tmp_path / "r", "--steps", "2", "--eval-every", "1") == 2
+    assert "--eval-real" in capsys.readouterr().err
+
+
+def test_export_cli(tiny_images, tmp_path):
+    from animegan.export import main as export_main
+    out = tmp_path / "run"
+    assert train(tiny_images, out, "--steps", "2") == 0
+    assert export_main([str(out), "--to", str(tmp_path / "exp")]) == 0
+    a, b = load_generator(out / "generator"), load_generator(tmp_path / "exp")
+    z = torch.randn(3, 100)
+    assert torch.equal(a(z), b(z))
+    assert export_main([str(tmp_path / "nothing"), "--to", str(tmp_path / "x")]) == 2
