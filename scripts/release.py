@@ -1,0 +1,190 @@
+"""Figures and files of the release report (docs/report.md), drawn by the project's own code.
+
+    python scripts/release.py fd-curve runs/gan --real data/val.tar [--n 1000]
+    python scripts/release.py random-generator --out reports/random-init
+    python scripts/release.py figures --run runs/gan --run runs/wgan-gp \\
+        --ckpt checkpoints/gan --ckpt checkpoints/wgan-gp --out docs/figures
+    python scripts/release.py publish-metrics reports/release/report.json --to checkpoints
+
+fd-curve: the quick FD of `--eval-every` (effnet-lite0 features, the same latents, the
+same held-out images) for every kept checkpoint of a run that has none in metrics.jsonl,
+appended to RUN/fd_posthoc.jsonl (resumable). figures: loss curves, FD against training
+time, fixed-noise grids through training, and a side-by-side of the shipped generators on
+the same seeds. publish-metrics: each model's row of an eval report as
+checkpoints/NAME/metrics.json, which the demo's metrics tab reads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from animegan.checkpoint import list_checkpoints, load_generator, load_state, write_json  # noqa: E402
+from animegan.config import TrainConfig  # noqa: E402
+from animegan.export import export_generator, generator_from_state  # noqa: E402
+from animegan.models import Generator  # noqa: E402
+from animegan.monitor import read_metrics  # noqa: E402
+from animegan.sampling import sample_z, to_uint8  # noqa: E402
+
+
+def fd_curve(args) -> None:
+    from animegan.cli import QuickFD
+    run = Path(args.run)
+    cfg_d = json.loads((run / "config.json").read_text())
+    cfg = TrainConfig(**{k: v for k, v in cfg_d.items() if k in TrainConfig.__dataclass_fields__})
+    cfg.eval_real, cfg.eval_n = args.real, args.n
+    qfd = QuickFD(cfg, torch.device("cpu"))
+    out = run / "fd_posthoc.jsonl"
+    done = {r["step"] for r in read_metrics(out)} | {r["step"] for r in read_metrics(run / "metrics.jsonl")
+                                                       if "fd" in r}
+    for path in list_checkpoints(run):
+        state = load_state(path)
+        if state["step"] in done:
+            continue
+        g, info = generator_from_state(state, path)
+        with torch.inference_mode():
+            z = qfd.latents()
+            fake = torch.cat([to_uint8(g(z[i:i + 250])) for i in range(0, len(z), 250)])
+        fd = qfd.score(fake)
+        row = {"step": state["step"], "epoch": state["epoch"], "fd": round(fd, 4), "fd_n": len(qfd.real),
+               "train_seconds": round(float(state.get("train_seconds", 0.0)), 1), "posthoc": True}
+        with open(out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row))
+
+
+def random_generator(args) -> None:
+    torch.manual_seed(args.seed)
+    export_generator(Generator().eval(), args.out, extra={"note": f"randomly initialised, seed {args.seed}"})
+    print(f"exported {args.out}")
+
+
+def _smooth(ys: list[float], w: int) -> list[float]:
+    out, acc = [], 0.0
+    for i, y in enumerate(ys):
+        acc += y - (ys[i - w] if i >= w else 0.0)
+        out.append(acc / min(i + 1, w))
+    return out
+
+
+def figures(args) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [Path(r) for r in args.run]
+    names = [json.loads((r / "config.json").read_text())["model"] for r in runs]
+
+    # 1. loss curves, one panel per model (the report's figures 8 and 16)
+    fig, axes = plt.subplots(1, len(runs), figsize=(6.2 * len(runs), 3.8), squeeze=False)
+    for ax, run, name in zip(axes[0], runs, names):
+        rows = [r for r in read_metrics(run / "metrics.jsonl") if "g_loss" in r]
+        keys = ["d_loss", "g_loss"] + (["wasserstein", "gp"] if name == "wgan-gp" else ["d_real", "d_fake"])
+        w = max(1, len(rows) // 60)
+        for k in keys:
+            ax.plot([r["step"] for r in rows], _smooth([r[k] for r in rows], w), lw=1, label=k)
+        ax.set_title(f"{name}: losses (moving average of {w} log rows)")
+        ax.set_xlabel("generator step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "losses.png", dpi=110)
+    plt.close(fig)
+
+    # 2. FD against training time, both models on one axis
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for run, name in zip(runs, names):
+        pts = {r["step"]: r for r in read_metrics(run / "fd_posthoc.jsonl")}
+        pts.update({r["step"]: r for r in read_metrics(run / "metrics.jsonl") if "fd" in r})
+        pts = sorted(pts.values(), key=lambda r: r["step"])
+        if pts:
+            ax.plot([r["train_seconds"] / 3600 for r in pts], [r["fd"] for r in pts], "o-", ms=3, label=name)
+    ax.set_xlabel("training wall time (hours, 1 CPU core each)")
+    ax.set_ylabel("FD, effnet-lite0 (n = 1000 held-out)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    ax.set_title("quick FD against training time")
+    fig.tight_layout()
+    fig.savefig(out / "fd_vs_time.png", dpi=110)
+    plt.close(fig)
+
+    # 3. fixed-noise grids through training (the report's figures 9, 10, 17, 18)
+    for run, name in zip(runs, names):
+        files = sorted((run / "samples").glob("step_*.png"))
+        if not files:
+            continue
+        picks = [files[round(i * (len(files) - 1) / (args.grids - 1))] for i in range(args.grids)]
+        picks = list(dict.fromkeys(picks))
+        fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 2.9), squeeze=False)
+        for ax, f in zip(axes[0], picks):
+            ax.imshow(Image.open(f), interpolation="nearest")
+            ax.set_title(f"step {int(f.stem.removeprefix('step_'))}", fontsize=9)
+            ax.axis("off")
+        fig.suptitle(f"{name}: the same 16 latents through training (EMA generator)", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / f"grids_{name}.png", dpi=110)
+        plt.close(fig)
+
+    # 4. the shipped generators side by side on the same seeds
+    from torchvision.utils import make_grid
+    z = torch.stack([sample_z(1, 100, seed=s)[0] for s in range(16)])
+    fig, axes = plt.subplots(1, len(args.ckpt), figsize=(4.6 * len(args.ckpt), 4.9), squeeze=False)
+    for ax, ck in zip(axes[0], args.ckpt):
+        g = load_generator(ck)
+        with torch.inference_mode():
+            img = make_grid(g(z[:, :g.z_dim]), nrow=4, normalize=True, value_range=(-1, 1), padding=2)
+        ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(f"{Path(ck).name}: seeds 0–15", fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out / "side_by_side.png", dpi=110)
+    plt.close(fig)
+    print(f"wrote figures to {out}")
+
+
+def publish_metrics(args) -> None:
+    report = json.loads(Path(args.report).read_text())
+    for row in report["models"]:
+        target = Path(args.to) / row["name"]
+        if not (target / "config.json").exists():
+            continue
+        write_json(target / "metrics.json", {"model": row, "baseline": report.get("baseline"),
+                                             "protocol": report.get("protocol")})
+        print(f"wrote {target / 'metrics.json'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("fd-curve")
+    p.add_argument("run")
+    p.add_argument("--real", required=True)
+    p.add_argument("--n", type=int, default=1000)
+    p.set_defaults(fn=fd_curve)
+    p = sub.add_parser("random-generator")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=random_generator)
+    p = sub.add_parser("figures")
+    p.add_argument("--run", action="append", required=True)
+    p.add_argument("--ckpt", action="append", required=True)
+    p.add_argument("--out", default="docs/figures")
+    p.add_argument("--grids", type=int, default=5, help="grids per model through training")
+    p.set_defaults(fn=figures)
+    p = sub.add_parser("publish-metrics")
+    p.add_argument("report")
+    p.add_argument("--to", default="checkpoints")
+    p.set_defaults(fn=publish_metrics)
+    args = ap.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
