@@ -92,7 +92,7 @@ def pictures_for(name: str, images, ext: dict, ctx: dict, pics: dict) -> dict:
     """Grids for one row; returns {file: caption} and fills pics {file: images}."""
     captions, safe = {}, "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     pics[f"samples_{safe}.png"] = images[:64]
-    captions[f"samples_{safe}.png"] = "first 64 samples"
+    captions[f"samples_{safe}.png"] = "samples (the first 64)"
     pairs = ext["diversity"]["near_duplicates"]["closest_pairs"]
     if pairs:
         pics[f"closest_pairs_{safe}.png"] = [images[[a for a, _, _ in pairs]], images[[b for _, b, _ in pairs]]]
