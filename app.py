@@ -1,7 +1,7 @@
 """Gradio demo: the plain GAN and the WGAN-GP draw the same noise, side by side.
 
     python app.py                                    # checkpoints/gan + checkpoints/wgan-gp
-    python app.py --gan runs/gan/export --wgan-gp someone/animegan-wgan-gp --port 7861
+    python app.py --gan runs/gan/generator --wgan-gp someone/animegan-wgan-gp --port 7861
     ANIMEGAN_GAN=DIR_OR_REPO ANIMEGAN_WGAN_GP=DIR_OR_REPO python app.py
 
 Named API endpoints (gradio_client; see docs/readme/app.md):
