@@ -17,6 +17,8 @@ from .checkpoint import (CheckpointError, export_generator, list_checkpoints, lo
                          write_json)
 from .config import TrainConfig, build_parser, resolve
 from .data import DataError, load_images
+from . import distributed as ddp
+from .distributed import DistEnv, DistError
 from .monitor import MetricsLog, plot_losses, read_metrics, save_grid
 from .train import StopFlag, Trainer, pick_device
 
@@ -53,12 +55,18 @@ class QuickFD:
         self.extract, self.cfg, self.device = extract_features, cfg, device
         self.real = real_features(cfg.eval_real, extractor="effnet-lite0", n=cfg.eval_n, size=cfg.img_size)
 
-    def __call__(self, trainer: Trainer) -> float:
+    def latents(self) -> torch.Tensor:
+        from .sampling import sample_z
+        return sample_z(len(self.real), self.cfg.z_dim, seed=self.cfg.seed + 3)  # same z at every eval
+
+    def score(self, fake_uint8: torch.Tensor) -> float:
         from eval.diversity import frechet_distance
-        from .sampling import sample_z, to_uint8
-        z = sample_z(len(self.real), self.cfg.z_dim, seed=self.cfg.seed + 3)  # same z at every eval
-        fake = self.extract(to_uint8(trainer.sample(z)), extractor="effnet-lite0", device=self.device)
+        fake = self.extract(fake_uint8, extractor="effnet-lite0", device=self.device)
         return float(frechet_distance(self.real, fake))
+
+    def __call__(self, trainer: Trainer) -> float:
+        from .sampling import to_uint8
+        return self.score(to_uint8(trainer.sample(self.latents())))
 
 
 def prepare(args) -> tuple[TrainConfig, dict | None]:
@@ -90,26 +98,44 @@ def prepare(args) -> tuple[TrainConfig, dict | None]:
     return cfg, state
 
 
-def run(cfg: TrainConfig, state: dict | None) -> int:
+def prepare_distributed(args, env: DistEnv) -> tuple[TrainConfig, dict | None]:
+    """Rank 0 reads (or clears) the run folder; every rank gets its config and checkpoint state.
+
+    Sending the state instead of a path means all ranks load the very same checkpoint, and
+    --out only has to exist where rank 0 runs."""
+    return ddp.rank0_decides(env, lambda: prepare(args))
+
+
+def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int:
+    env = env or DistEnv()
+    main = env.is_main  # only rank 0 writes files and talks; every rank trains
     out = Path(cfg.out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
-    data = load_images(cfg.data, size=cfg.img_size, progress=True)
-    trainer = Trainer(cfg, data, device)
+    if env.world > 1:
+        device = ddp.place(env, device)
+    data = load_images(cfg.data, size=cfg.img_size, progress=main)
+    if env.world > 1:
+        ddp.check_same_data(env, data.images)
+    trainer = Trainer(cfg, data, device, env)
     if state:
         trainer.load_state_dict(state)
     total = cfg.steps or cfg.epochs * trainer.steps_per_epoch
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", {**cfg.to_dict(), "images": trainer.n, "skipped_files": data.skipped,
-                                     "total_steps": total, "device": str(device),
-                                     "autocast": str(trainer.dtype).replace("torch.", "") if trainer.dtype else "fp32"})
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step=trainer.step if state else None)
-    quick_fd = QuickFD(cfg, device) if cfg.eval_every else None
-    what = f"resuming {out} at step {trainer.step}" if state else f"starting {out}"
-    print(f"{what}: {cfg.model}, {trainer.n} images, {total} generator steps "
-          f"({trainer.steps_per_epoch}/epoch), device {device}, precision "
-          f"{str(trainer.dtype).replace('torch.', '') if trainer.dtype else 'fp32'}", file=sys.stderr)
+    metrics = quick_fd = None
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", {**cfg.to_dict(), "images": trainer.n, "skipped_files": data.skipped,
+                                         "total_steps": total, "device": str(device), "world_size": env.world,
+                                         "autocast": str(trainer.dtype).replace("torch.", "") if trainer.dtype else "fp32"})
+        metrics = MetricsLog(out / "metrics.jsonl", resume_step=trainer.step if state else None)
+        quick_fd = QuickFD(cfg, device) if cfg.eval_every else None
+        what = f"resuming {out} at step {trainer.step}" if state else f"starting {out}"
+        procs = (f", {env.world} processes ({env.backend}) × {trainer.local_batch} images per D step"
+                 if env.world > 1 else "")
+        print(f"{what}: {cfg.model}, {trainer.n} images, {total} generator steps "
+              f"({trainer.steps_per_epoch}/epoch), device {device}, precision "
+              f"{str(trainer.dtype).replace('torch.', '') if trainer.dtype else 'fp32'}{procs}", file=sys.stderr)
 
     def checkpoint():
         save_state(out, trainer.step, trainer.state_dict(), keep=cfg.keep_ckpts)
@@ -123,16 +149,28 @@ def run(cfg: TrainConfig, state: dict | None) -> int:
         save_grid(img, out / "samples" / f"step_{trainer.step:07d}.png")
         save_grid(img, out / "samples" / "latest.png")
 
-    bar = tqdm(total=total, initial=trainer.step, unit="step", dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(total=total, initial=trainer.step, unit="step", dynamic_ncols=True, file=sys.stderr, disable=not main)
     t_last, step_last, ep_sums, ep_n, t_ep = time.perf_counter(), trainer.step, {}, 0, time.perf_counter()
     budget = cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
     t_start, secs_start = time.perf_counter(), trainer.train_seconds
     with StopFlag() as flag:
-        while trainer.step < total and not flag.stop and trainer.train_seconds < budget:
+        # world > 1: the stop decision every rank shares (flag.stop itself may flip at any moment,
+        # so it is read only inside agree); a signal or the budget ends all ranks after one step.
+        agreed = None
+        if env.world > 1:
+            agreed, trainer.train_seconds = ddp.agree(env, device, flag.stop, trainer.train_seconds)
+        while trainer.step < total and not (flag.stop if agreed is None else agreed) \
+                and trainer.train_seconds < budget:
             epoch = trainer.epoch
             stats = trainer.train_step()
             s = trainer.step
             trainer.train_seconds = secs_start + time.perf_counter() - t_start
+            if env.world > 1:
+                agreed, trainer.train_seconds = ddp.agree(env, device, flag.stop, trainer.train_seconds)
+                if s % cfg.log_every == 0 or s == total:
+                    stats = ddp.mean_stats(stats)
+                if not main:
+                    continue
             bar.update(1)
             for k in ("d_loss", "g_loss"):
                 ep_sums[k] = ep_sums.get(k, 0.0) + float(stats[k])
@@ -165,13 +203,23 @@ def run(cfg: TrainConfig, state: dict | None) -> int:
                 ips = ep_n * cfg.batch_size * cfg.n_critic / max(time.perf_counter() - t_ep, 1e-9)
                 tqdm.write(f"epoch {epoch} done at step {s}: mean {means}, {ips:.0f} img/s", file=sys.stderr)
                 ep_sums, ep_n, t_ep = {}, 0, time.perf_counter()
-        grid()
-        checkpoint()
+        if main:
+            grid()
+            checkpoint()
     bar.close()
+    if env.world > 1:
+        same, digests = ddp.ranks_agree(env, trainer.G, trainer.D, trainer.ema)
+        if not main:
+            return 0
+        if same:
+            print(f"all {env.world} ranks hold identical G, D and EMA weights (sha256 {digests[0]})", file=sys.stderr)
+        else:
+            print(f"warning: ranks' weights differ ({', '.join(digests)}); the checkpoint holds rank 0's",
+                  file=sys.stderr)
     if trainer.train_seconds >= budget and trainer.step < total:
         print(f"time budget of {cfg.max_minutes} min reached at step {trainer.step}; EMA generator exported "
               f"to {out}/generator", file=sys.stderr)
-    elif flag.stop:
+    elif (flag.stop if agreed is None else agreed):
         print(f"stopped at step {trainer.step}; checkpoint saved in {out}/checkpoints — rerun the same "
               f"command to resume", file=sys.stderr)
     else:
@@ -181,12 +229,17 @@ def run(cfg: TrainConfig, state: dict | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    env = DistEnv()
     try:
-        cfg, state = prepare(args)
-        return run(cfg, state)
-    except (UsageError, DataError, CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        env = ddp.init_from_env()  # torchrun with several processes; otherwise a plain process
+        cfg, state = prepare_distributed(args, env) if env.world > 1 else prepare(args)
+        return run(cfg, state, env)
+    except (UsageError, DataError, CheckpointError, DistError, ValueError) as e:
+        if env.is_main:
+            print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        ddp.close(env)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ class TrainConfig:
     precision: str = _f("auto", "auto (bf16 on CPUs that support it, AMP on CUDA) | fp32 | bf16 | fp16",
                         ("auto", "fp32", "bf16", "fp16"))
     threads: int = _f(0, "CPU threads for torch (0 = torch's default)")
+    sync_bn: str = _f("off", "under torchrun with several processes on CUDA: generator BatchNorm statistics per "
+                      "process (off) or over the global batch (on, SyncBatchNorm)", ("off", "on"))
     # --- outputs
     log_every: int = _f(20, "append to metrics.jsonl every N generator steps")
     sample_every: int = _f(500, "write a 4×4 fixed-noise grid every N generator steps")

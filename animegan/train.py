@@ -22,6 +22,7 @@ from torch.optim.swa_utils import AveragedModel
 from .checkpoint import CheckpointError
 from .config import TrainConfig
 from .data import LoadedImages
+from .distributed import DistEnv, wrap
 from .losses import make_loss
 from .models import Discriminator, Generator, dcgan_init
 from .sampling import sample_z
@@ -76,8 +77,14 @@ def ema_avg(decay: float):
 class Trainer:
     """Models, optimisers and the step; no I/O except what run() asks for."""
 
-    def __init__(self, cfg: TrainConfig, data: LoadedImages, device: torch.device):
+    def __init__(self, cfg: TrainConfig, data: LoadedImages, device: torch.device, env: DistEnv | None = None):
         self.cfg, self.device = cfg, device
+        # Data parallel (distributed.py): this rank's share of every global batch of cfg.batch_size.
+        self.rank, self.world = (env.rank, env.world) if env else (0, 1)
+        if cfg.batch_size % self.world:
+            raise ValueError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of the "
+                             f"{self.world} processes")
+        self.local_batch = cfg.batch_size // self.world
         self.dtype = pick_dtype(cfg.precision, device)
         self.fmt = torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
         torch.manual_seed(cfg.seed)  # weights
@@ -95,6 +102,11 @@ class Trainer:
             make = lambda p, lr: torch.optim.RMSprop(p, lr=lr)  # noqa: E731
         self.opt_g, self.opt_d = make(self.G.parameters(), cfg.lr_g), make(self.D.parameters(), cfg.lr_d)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        # What the step calls for forward passes whose gradients DDP must average; the bare
+        # modules otherwise (world 1: the very same objects, so nothing changes).
+        self.g_net, self.d_net = self.G, self.D
+        if self.world > 1:
+            self.g_net, self.d_net = wrap(self.G, self.D, device, cfg.sync_bn == "on")
         self.loss = make_loss(cfg)
         self.images = data.images  # N×3×H×W uint8, CPU (or device when it fits)
         if device.type == "cuda":
@@ -122,13 +134,21 @@ class Trainer:
         if e != self._perm_epoch:  # the order of epoch e is a pure function of (seed, e)
             g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + e)
             self._perm, self._perm_epoch = torch.randperm(self.n, generator=g), e
-        idx = self._perm[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size].to(self.images.device)
+        lo = i * self.cfg.batch_size + self.rank * self.local_batch  # this rank's rows of global batch i
+        idx = self._perm[lo:lo + self.local_batch].to(self.images.device)
         self.batches += 1
         x = self.images[idx].to(self.device, non_blocking=True).float().mul_(1 / 127.5).sub_(1)  # B×3×H×W
         return x.contiguous(memory_format=self.fmt)
 
     def z(self, b: int) -> torch.Tensor:
-        return torch.randn(b, self.cfg.z_dim, generator=self.noise).to(self.device)
+        return self._rows(torch.randn(b * self.world, self.cfg.z_dim, generator=self.noise), b)
+
+    def _rows(self, t: torch.Tensor, b: int) -> torch.Tensor:
+        # Every rank draws the global batch's noise and keeps its rows: the ranks together use
+        # exactly one process's draws, and the generator state is the same on all ranks.
+        if self.world > 1:
+            t = t[self.rank * b:(self.rank + 1) * b]
+        return t.to(self.device)
 
     def autocast(self):
         if self.dtype is None:
@@ -149,21 +169,25 @@ class Trainer:
             reuse = cfg.n_critic == 1  # classic DCGAN: one G forward serves D and G steps
             with self.autocast():
                 if reuse:
-                    fake = G(self.z(b))
+                    fake = self.g_net(self.z(b))
                 else:
                     with torch.no_grad():
-                        fake = G(self.z(b))
-                eps = torch.rand(b, 1, 1, 1, generator=self.noise).to(self.device)
-                d_loss, stats = self.loss.d_loss(D, real, fake, eps=eps)
+                        fake = self.g_net(self.z(b))
+                eps = self._rows(torch.rand(b * self.world, 1, 1, 1, generator=self.noise), b)
+                # Under DDP the penalty's autograd.grad(create_graph=True) yields this rank's
+                # input gradients only; the one backward() below then all-reduces D's weight
+                # gradients once (pytorch/pytorch#63812); tests/test_distributed.py checks them.
+                d_loss, stats = self.loss.d_loss(self.d_net, real, fake, eps=eps)
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler.scale(d_loss).backward()
             self.scaler.step(self.opt_d)
             self.scaler.update()
-        # Generator step: D's weights get no gradients (saves a third of D's backward).
+        # Generator step: D's weights get no gradients (saves a third of D's backward). The bare
+        # D, not its DDP wrapper, so D's reducer does not wait for gradients that never come.
         D.requires_grad_(False)
         with self.autocast():
             if cfg.n_critic != 1:
-                fake = G(self.z(cfg.batch_size))
+                fake = self.g_net(self.z(self.local_batch))
             g_loss, g_stats = self.loss.g_loss(D, fake)
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(g_loss).backward()
