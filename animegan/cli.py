@@ -150,7 +150,7 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
         save_grid(img, out / "samples" / "latest.png")
 
     bar = tqdm(total=total, initial=trainer.step, unit="step", dynamic_ncols=True, file=sys.stderr, disable=not main)
-    t_last, step_last, ep_sums, ep_n, t_ep = time.perf_counter(), trainer.step, {}, 0, time.perf_counter()
+    busy, step_last, ep_sums, ep_n, t_ep = 0.0, trainer.step, {}, 0, time.perf_counter()
     budget = cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
     t_start, secs_start = time.perf_counter(), trainer.train_seconds
     with StopFlag() as flag:
@@ -162,7 +162,9 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
         while trainer.step < total and not (flag.stop if agreed is None else agreed) \
                 and trainer.train_seconds < budget:
             epoch = trainer.epoch
+            t_step = time.perf_counter()
             stats = trainer.train_step()
+            busy += time.perf_counter() - t_step  # img/s counts the step only, not grids/evals/saves
             s = trainer.step
             trainer.train_seconds = secs_start + time.perf_counter() - t_start
             if env.world > 1:
@@ -176,9 +178,8 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
                 ep_sums[k] = ep_sums.get(k, 0.0) + float(stats[k])
             ep_n += 1
             if s % cfg.log_every == 0 or s == total:
-                now = time.perf_counter()
-                ips = (s - step_last) * cfg.batch_size * cfg.n_critic / max(now - t_last, 1e-9)
-                t_last, step_last = now, s
+                ips = (s - step_last) * cfg.batch_size * cfg.n_critic / max(busy, 1e-9)
+                busy, step_last = 0.0, s
                 row = {"step": s, "epoch": trainer.epoch, "images_seen": trainer.batches * cfg.batch_size,
                        **{k: round(float(v), 5) for k, v in stats.items()}, "img_per_s": round(ips, 1),
                        "train_seconds": round(trainer.train_seconds, 1)}
