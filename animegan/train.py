@@ -208,7 +208,8 @@ class Trainer:
     def export_model(self) -> Generator:
         """A plain fp32, contiguous CPU copy of the EMA generator (what ships)."""
         c = self.cfg
-        g = Generator(c.z_dim, c.ngf, 3, c.img_size)
+        with torch.random.fork_rng(devices=[]):  # building a module draws init weights: keep the global RNG
+            g = Generator(c.z_dim, c.ngf, 3, c.img_size)
         g.load_state_dict({k: v.detach().cpu().contiguous() for k, v in self.ema.module.state_dict().items()})
         return g.eval()
 
