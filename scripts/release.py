@@ -156,8 +156,12 @@ def publish_metrics(args) -> None:
         target = Path(args.to) / row["name"]
         if not (target / "config.json").exists():
             continue
-        write_json(target / "metrics.json", {"model": row, "baseline": report.get("baseline"),
-                                             "protocol": report.get("protocol")})
+        p, base = report["protocol"], report.get("baseline") or {}
+        write_json(target / "metrics.json", {
+            "name": row["name"], "n": row["n"], "features": p["features"], "metrics": row["metrics"],
+            "real_vs_real": base.get("metrics", {}),
+            "protocol": f"{p['n']} samples (seed {p['seed']}) vs {p['n']} held-out real images "
+                        f"({p['real_split']}); {p['preprocess']}; see docs/report.md"})
         print(f"wrote {target / 'metrics.json'}")
 
 
@@ -223,10 +227,10 @@ def model_card(args) -> None:
     info = json.loads((d / "training_info.json").read_text())
     c = info["config"]
     m = json.loads((d / "metrics.json").read_text())
-    p = m["protocol"]
-    protocol = (f"{p['n']} samples (seed {p['seed']}) against {p['n']} held-out real images, features "
-                f"`{p['features']}`; the last row is a second real split of equal size (the floor).")
-    table = format_table({"models": [m["model"]], "baseline": m.get("baseline")}, markdown=True)
+    protocol = (f"Features `{m['features']}`; {m['protocol']}. The last row is a second real split of "
+                f"equal size: the floor each number can reach at this n.")
+    table = format_table({"models": [m], "baseline": {"name": "real-vs-real", "n": m["n"],
+                                                      "metrics": m["real_vs_real"]}}, markdown=True)
     g = load_generator(d)
     from torchvision.utils import save_image
     z = torch.stack([sample_z(1, g.z_dim, seed=i)[0] for i in range(16)])
