@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The release pipeline of docs/report.md, after the two training runs (see the report for them):
+# export the best generators, evaluate, write metrics/model cards and draw every figure.
+#   scripts/release.sh RUNS_DIR      (RUNS_DIR holds gan/ and wgan-gp/; default runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-runs}
+N=${N:-1500}
+
+for m in gan wgan-gp; do
+  python scripts/release.py fd-curve "$RUNS/$m" --real data/val.tar --n 1000   # FD of checkpoints before --eval-every
+  python -m animegan.export "$RUNS/$m" --best --to "checkpoints/$m"
+done
+python scripts/release.py random-generator --out reports/random-init
+python -m eval.fid --ckpt checkpoints/gan --ckpt checkpoints/wgan-gp --ckpt reports/random-init \
+  --real data/val.tar --train data/train.tar --n "$N" --threads "${THREADS:-2}" --out reports/release
+python scripts/release.py publish-metrics reports/release/report.json --to checkpoints
+for m in gan wgan-gp; do
+  python scripts/release.py model-card "checkpoints/$m" --run "$RUNS/$m"
+done
+python scripts/release.py figures --run "$RUNS/gan" --run "$RUNS/wgan-gp" \
+  --ckpt checkpoints/gan --ckpt checkpoints/wgan-gp --out docs/figures
+mkdir -p docs/figures/eval
+cp reports/release/*.png reports/release/report.md reports/release/report.json docs/figures/eval/
