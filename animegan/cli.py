@@ -137,11 +137,13 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
               f"({trainer.steps_per_epoch}/epoch), device {device}, precision "
               f"{str(trainer.dtype).replace('torch.', '') if trainer.dtype else 'fp32'}{procs}", file=sys.stderr)
 
+    def export_info() -> dict:  # training_info.json of an export
+        return {"step": trainer.step, "epoch": trainer.epoch, "images_seen": trainer.batches * cfg.batch_size,
+                "train_seconds": round(trainer.train_seconds, 1), "config": cfg.to_dict()}
+
     def checkpoint():
         save_state(out, trainer.step, trainer.state_dict(), keep=cfg.keep_ckpts)
-        export_generator(trainer.export_model(), out / "generator",
-                         extra={"step": trainer.step, "epoch": trainer.epoch,
-                                "images_seen": trainer.batches * cfg.batch_size, "config": cfg.to_dict()})
+        export_generator(trainer.export_model(), out / "generator", extra=export_info())
         plot_losses(read_metrics(out / "metrics.jsonl"), out / "loss.png", title=f"{cfg.model} losses")
 
     def grid():
@@ -194,7 +196,7 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
                 if not trainer.best or fd < trainer.best["fd"]:
                     trainer.best = {"fd": fd, "step": s}
                     export_generator(trainer.export_model(), out / "generator_best",
-                                     extra={"step": s, "fd_effnet_lite0": fd, "fd_n": len(quick_fd.real)})
+                                     extra={**export_info(), "fd_effnet_lite0": fd, "fd_n": len(quick_fd.real)})
                 tqdm.write(f"step {s}: quick FD {fd:.3f} (best {trainer.best['fd']:.3f} at step "
                            f"{trainer.best['step']})", file=sys.stderr)
             if s % cfg.ckpt_every == 0:

@@ -9,7 +9,7 @@ folder through huggingface_hub (needs a token and internet).
 from __future__ import annotations
 
 import argparse
-import shutil
+import json
 import sys
 from pathlib import Path
 
@@ -55,10 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.best:
             g = load_generator(run / "generator_best")
-            out = export_generator(g, args.to)
-            info = run / "generator_best" / "training_info.json"
-            if info.exists():
-                shutil.copy2(info, out / "training_info.json")
+            f = run / "generator_best" / "training_info.json"
+            info = json.loads(f.read_text()) if f.exists() else {}
+            if "config" not in info and checkpoint_path(run, info.get("step", -1)).exists():
+                info = {**generator_from_run(run, info["step"])[1], **info}  # older runs kept less info
+            out = export_generator(g, args.to, extra=info)
         else:
             g, info = generator_from_run(run, args.step)
             out = export_generator(g, args.to, extra=info)

@@ -195,3 +195,14 @@ def test_export_cli(tiny_images, tmp_path):
     z = torch.randn(3, 100)
     assert torch.equal(a(z), b(z))
     assert export_main([str(tmp_path / "nothing"), "--to", str(tmp_path / "x")]) == 2
+
+
+def test_export_best_carries_full_training_info(tiny_images, tmp_path):
+    from animegan.export import main as export_main
+    out = tmp_path / "run"
+    assert train(tiny_images, out, "--steps", "2", "--eval-every", "1", "--eval-real", str(tiny_images),
+                 "--eval-n", "12", "--ckpt-every", "1") == 0
+    assert export_main([str(out), "--best", "--to", str(tmp_path / "best")]) == 0
+    info = json.loads((tmp_path / "best" / "training_info.json").read_text())
+    assert {"step", "epoch", "train_seconds", "config", "fd_effnet_lite0"} <= set(info)
+    assert info["config"]["model"] == "gan"
