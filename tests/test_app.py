@@ -193,16 +193,16 @@ def test_grid_of_the_next_seeds(model_dirs):
 
 
 def test_metrics_of_any_shape_are_read_defensively(tmp_path):
-    import app
+    from animegan import demo
     (tmp_path / "metrics.json").write_text("[1, 2, 3]")
-    assert app.read_metrics(str(tmp_path)) == {}
+    assert demo.read_metrics(str(tmp_path)) == {}
     (tmp_path / "metrics.json").write_text("{not json")
-    assert app.read_metrics(str(tmp_path)) == {}
-    rows = dict(app._flatten({"a": {"b": 1.23456789, "c": [1, 2]}, "big": list(range(100)), "d": None}))
+    assert demo.read_metrics(str(tmp_path)) == {}
+    rows = dict(demo._flatten({"a": {"b": 1.23456789, "c": [1, 2]}, "big": list(range(100)), "d": None}))
     assert rows == {"a.b": 1.23456789, "a.c": "1, 2", "d": None}
     (tmp_path / "metrics.json").write_text(json.dumps({"name": "gan", "n": 5000, "metrics": {"fid": 30.0}}))
-    slot = app.Slot("gan", "GAN", str(tmp_path), metrics=app.read_metrics(str(tmp_path)))
-    table = app.Demo([slot, slot]).metrics_markdown()  # an eval-report row: its metrics read as plain names
+    slot = demo.Slot("gan", "GAN", str(tmp_path), metrics=demo.read_metrics(str(tmp_path)))
+    table = demo.Demo([slot, slot]).metrics_markdown()  # an eval-report row: its metrics read as plain names
     assert "| `fid` | 30 | 30 |" in table and "| `n` | 5000 | 5000 |" in table
 
 
