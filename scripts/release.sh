@@ -21,4 +21,9 @@ done
 python scripts/release.py figures --run "$RUNS/gan" --run "$RUNS/wgan-gp" \
   --ckpt checkpoints/gan --ckpt checkpoints/wgan-gp --out docs/figures
 mkdir -p docs/figures/eval
-cp reports/release/*.png reports/release/report.md reports/release/report.json docs/figures/eval/
+# Only pictures of generated images are committed: the NDB-bin, memorisation and real-vs-real
+# pictures show data-set images, which stay in reports/release/ (never in the repository).
+cp reports/release/report.json docs/figures/eval/
+for m in gan wgan-gp random-init; do
+  cp "reports/release/samples_$m.png" "reports/release/closest_pairs_$m.png" docs/figures/eval/
+done
