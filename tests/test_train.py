@@ -76,7 +76,8 @@ def test_gan_resume_equivalence(tiny_images, tmp_path):
     assert train(tiny_images, tmp_path / "b", "--steps", "4") == 0
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert all(torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
-    assert all(torch.equal(a["opt_d"]["state"][0]["exp_avg"], b["opt_d"]["state"][0]["exp_avg"]) for _ in [0])
+    assert torch.equal(a["opt_d"]["state"][0]["exp_avg"], b["opt_d"]["state"][0]["exp_avg"])
+    assert all(torch.equal(a["D"][k], b["D"][k]) for k in a["D"])  # BatchNorm running stats included
 
 
 def test_interrupted_checkpoint_write_keeps_the_last_good_one(tiny_images, tmp_path, monkeypatch):
