@@ -76,7 +76,7 @@ def save_grid(images, path: Path, nrow: int = 8) -> None:
 
 def _markdown(report: dict, pictures: dict) -> str:
     p, real = report["protocol"], report["real"]
-    md = [f"# Evaluation report", "",
+    md = ["# Evaluation report", "",
           f"Feature space **{p['features']}**; {p['n']} generated samples per model (seed {p['seed']}) against "
           f"{p['n']} real images from `{real['source']}` ({p['preprocess']}). Baseline row: a second, disjoint "
           f"real split of the same size — the floor each number can reach. FID/KID depend on n and on the "

@@ -208,7 +208,7 @@ images = G(sample_z(16, 100, seed=0))                # 16×3×64×64 in [-1, 1]
 - Data: {n_images} training images (the held-out split of `python -m animegan.data split
   anime-faces-96.tar --val 3000` was never trained on).
 - Budget: {steps} generator steps, {epochs} epochs, {images:,} real images shown to the
-  discriminator, {hours:.2f} h of wall time on one core of a shared 2-core CPU (bf16 autocast).
+  discriminator, {hours:.2f} h of training wall time on {device} with {threads} thread(s), {autocast} autocast.
 - Config: batch {batch_size}, {optimizer} lr {lr_g}, n_critic {n_critic}, critic norm
   `{critic_norm}`, EMA decay {ema_decay}, seed {seed}. Full config: `training_info.json`.
 - Exported from checkpoint `{checkpoint}`.
@@ -248,6 +248,8 @@ def model_card(args) -> None:
                        fixes=FIXES[c["model"]], n_images=rc.get("images"), steps=info["step"],
                        epochs=info["epoch"], images=info["step"] * c["batch_size"] * c["n_critic"],
                        hours=(info.get("train_seconds") or 0) / 3600, checkpoint=info.get("checkpoint"),
+                       device=rc.get("device", "?"), threads=rc.get("threads") or "default",
+                       autocast=rc.get("autocast", "fp32"),
                        protocol=protocol, table=table, **{k: c[k] for k in (
                            "batch_size", "optimizer", "lr_g", "n_critic", "critic_norm", "ema_decay", "seed")})
     (d / "README.md").write_text(text)
