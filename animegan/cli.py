@@ -176,8 +176,9 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
                 if not main:
                     continue
             bar.update(1)
-            for k in ("d_loss", "g_loss"):
-                ep_sums[k] = ep_sums.get(k, 0.0) + float(stats[k])
+            for k in ("d_loss", "g_loss"):  # summed where they are: float() here would wait for the GPU
+                v = stats[k]
+                ep_sums[k] = ep_sums.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v)
             ep_n += 1
             if s % cfg.log_every == 0 or s == total:
                 ips = (s - step_last) * cfg.batch_size * cfg.n_critic / max(busy, 1e-9)
@@ -202,7 +203,7 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
             if s % cfg.ckpt_every == 0:
                 checkpoint()
             if trainer.epoch != epoch:
-                means = ", ".join(f"{k} {v / max(ep_n, 1):.4f}" for k, v in ep_sums.items())
+                means = ", ".join(f"{k} {float(v) / max(ep_n, 1):.4f}" for k, v in ep_sums.items())
                 ips = ep_n * cfg.batch_size * cfg.n_critic / max(time.perf_counter() - t_ep, 1e-9)
                 tqdm.write(f"epoch {epoch} done at step {s}: mean {means}, {ips:.0f} img/s", file=sys.stderr)
                 ep_sums, ep_n, t_ep = {}, 0, time.perf_counter()

@@ -7,6 +7,10 @@ non-image files are skipped, counted and reported once.
 
     data = load_images("anime-faces.zip", size=64)   # .images: N×3×64×64 uint8
     python -m animegan.data split anime-faces-96.tar --val 3000 --out data/
+    python -m animegan.data pack data/train.tar data/train64.zip --format webp --quality 85
+
+`pack` writes the images already preprocessed (size×size), or a first-N subset with
+the original bytes (`--format keep --limit N`): a compact copy to send to a remote GPU.
 
 The split rule: files sorted by sha256 of their name; the first `--val` go to
 val.tar, the rest to train.tar — deterministic and independent of file order.
@@ -163,6 +167,49 @@ def split_archive(src_path: str, out_dir: str, n_val: int) -> tuple[int, int]:
     return len(names) - n_val, n_val
 
 
+PACK_FORMATS = {"keep": None, "png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
+
+
+def pack_archive(src_path: str, out_path: str, size: int = 64, fmt: str = "webp", quality: int = 90,
+                 limit: int | None = None) -> tuple[int, int]:
+    """Write the first `limit` images of a source (sorted names) to a .tar or .zip, preprocessed to
+    size×size and encoded as `fmt`, or with their original bytes (`keep`). Returns (written, skipped)."""
+    if fmt not in PACK_FORMATS:
+        raise DataError(f"--format must be one of {', '.join(PACK_FORMATS)}, got {fmt!r}")
+    if not 1 <= quality <= 100:
+        raise DataError(f"--quality must be in 1..100, got {quality}")
+    src = open_image_source(src_path)
+    entries = src.entries[:limit]
+    tmp = out_path + ".tmp"
+    written = skipped = 0
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    as_zip = out_path.lower().endswith(".zip")  # a tar pads each small file to 512-byte blocks; a zip does not
+    with (zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) if as_zip else tarfile.open(tmp, "w")) as arc:
+        for name, _, mtime in entries:
+            raw = src.read(name)
+            if fmt != "keep":
+                try:
+                    im = TF.to_pil_image(decode_image(raw, size))
+                except Exception:
+                    skipped += 1
+                    continue
+                buf = io.BytesIO()
+                im.save(buf, PACK_FORMATS[fmt], quality=quality, **({"method": 6} if fmt == "webp" else {}))
+                raw, name = buf.getvalue(), os.path.splitext(name)[0] + "." + fmt
+            if as_zip:
+                arc.writestr(name, raw)
+            else:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime = len(raw), int(mtime)
+                arc.addfile(info, io.BytesIO(raw))
+            written += 1
+    if not written:
+        os.unlink(tmp)
+        raise DataError(f"no readable image in {src_path}")
+    os.replace(tmp, out_path)
+    return written, skipped
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m animegan.data", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,8 +218,22 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("src", help="folder, .zip or .tar of images")
     sp.add_argument("--val", type=int, default=3000, help="images held out for validation (default: 3000)")
     sp.add_argument("--out", required=True, help="output folder for train.tar and val.tar")
+    pp = sub.add_parser("pack", help="a compact .tar of preprocessed images (or a subset with original bytes)")
+    pp.add_argument("src", help="folder, .zip or .tar of images")
+    pp.add_argument("out", help="output .tar, or .zip (smaller for many small files)")
+    pp.add_argument("--size", type=int, default=64, help="image side after Resize + CenterCrop (default: 64)")
+    pp.add_argument("--format", default="webp", choices=tuple(PACK_FORMATS),
+                    help="webp / jpeg (lossy, --quality), png (lossless) or keep (original bytes, no "
+                         "preprocessing) (default: webp)")
+    pp.add_argument("--quality", type=int, default=90, help="webp/jpeg quality 1..100 (default: 90)")
+    pp.add_argument("--limit", type=int, default=None, help="only the first N images by name")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "pack":
+            n, bad = pack_archive(args.src, args.out, args.size, args.format, args.quality, args.limit)
+            extra = f", skipped {bad} unreadable" if bad else ""
+            print(f"wrote {args.out} ({n} images, {os.path.getsize(args.out) / 1e6:.1f} MB{extra})")
+            return 0
         n_train, n_val = split_archive(args.src, args.out, args.val)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -66,12 +66,34 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def ema_avg(decay: float):
+def ema_decay_at(decay: float, n: int) -> float:
     """EMA with warm-up: decay min(d, (1+n)/(10+n)) so early samples are not the random init."""
-    def multi_avg(ema_params, params, n):
-        d = min(decay, (1 + float(n)) / (10 + float(n)))
-        torch._foreach_lerp_(ema_params, params, 1 - d)
-    return multi_avg
+    return min(decay, (1 + n) / (10 + n))
+
+
+class EMA(AveragedModel):
+    """torch's AveragedModel (same state_dict, same arithmetic) whose update never waits for a GPU.
+
+    AveragedModel.update_parameters copies its CPU counter to the device and the decay is read
+    back from there: two host-device synchronisations per step, which on CUDA stop the CPU from
+    queueing the next step while the GPU works. The counter stays on the host here."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        super().__init__(model, use_buffers=False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update_parameters(self, model: torch.nn.Module) -> None:
+        n = int(self.n_averaged)  # a CPU buffer: no device synchronisation
+        dst = [p.detach() for p in self.module.parameters()]
+        src = [p.detach() for p in model.parameters()]
+        if n == 0:
+            torch._foreach_copy_(dst, src)
+        else:
+            torch._foreach_lerp_(dst, src, 1 - ema_decay_at(self.decay, n))
+        for b_avg, b in zip(self.module.buffers(), model.buffers(), strict=True):  # BatchNorm statistics
+            b_avg.copy_(b)
+        self.n_averaged += 1
 
 
 class Trainer:
@@ -95,7 +117,7 @@ class Trainer:
             dcgan_init(self.D)
         self.G.to(device, memory_format=self.fmt)
         self.D.to(device, memory_format=self.fmt)
-        self.ema = AveragedModel(self.G, multi_avg_fn=ema_avg(cfg.ema_decay), use_buffers=False)
+        self.ema = EMA(self.G, cfg.ema_decay)
         if cfg.optimizer == "adam":
             make = lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(cfg.beta1, cfg.beta2))  # noqa: E731
         else:
@@ -111,6 +133,7 @@ class Trainer:
         self.images = data.images  # N×3×H×W uint8, CPU (or device when it fits)
         if device.type == "cuda":
             self.images = self.images.to(device)
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
         self.n = len(self.images)
         self.batches_per_epoch = self.n // cfg.batch_size
         if self.batches_per_epoch < 1:
@@ -133,9 +156,10 @@ class Trainer:
         e, i = divmod(self.batches, self.batches_per_epoch)
         if e != self._perm_epoch:  # the order of epoch e is a pure function of (seed, e)
             g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + e)
-            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g), e
+            # Moved once per epoch, so a step slices it where the images are (no per-step copy).
+            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g).to(self.images.device), e
         lo = i * self.cfg.batch_size + self.rank * self.local_batch  # this rank's rows of global batch i
-        idx = self._perm[lo:lo + self.local_batch].to(self.images.device)
+        idx = self._perm[lo:lo + self.local_batch]
         self.batches += 1
         x = self.images[idx].to(self.device, non_blocking=True).float().mul_(1 / 127.5).sub_(1)  # B×3×H×W
         return x.contiguous(memory_format=self.fmt)
@@ -148,6 +172,8 @@ class Trainer:
         # exactly one process's draws, and the generator state is the same on all ranks.
         if self.world > 1:
             t = t[self.rank * b:(self.rank + 1) * b]
+        if self.device.type == "cuda":  # the noise stays CPU-seeded; a pinned copy does not block the host
+            return t.pin_memory().to(self.device, non_blocking=True)
         return t.to(self.device)
 
     def autocast(self):

@@ -1,3 +1,4 @@
+import os
 import io
 import tarfile
 import zipfile
@@ -114,3 +115,29 @@ def test_split_is_deterministic_and_disjoint(tiny_images, tmp_path):
     v2 = [e[0] for e in open_image_source(tmp_path / "s2" / "val.tar").entries]
     t1 = [e[0] for e in open_image_source(tmp_path / "s1" / "train.tar").entries]
     assert v1 == v2 and len(v1) == 5 and not set(v1) & set(t1)
+
+
+def test_pack_preprocesses_or_keeps_bytes(messy, tmp_path, capsys):
+    from animegan.data import main as data_main, pack_archive
+    ref = load_images(messy, size=16)
+    # png: lossless, so loading the pack gives the very same tensors; bad files are skipped
+    n, bad = pack_archive(str(messy), str(tmp_path / "p.tar"), size=16, fmt="png")
+    packed = load_images(tmp_path / "p.tar", size=16)
+    assert (n, bad) == (len(ref.names), ref.skipped)
+    assert torch.equal(packed.images, ref.images)
+    assert [os.path.splitext(x)[0] for x in packed.names] == [os.path.splitext(x)[0] for x in ref.names]
+    # webp: lossy but close, and already at the training size
+    pack_archive(str(messy), str(tmp_path / "w.zip"), size=16, fmt="webp", quality=90)
+    w = load_images(tmp_path / "w.zip", size=16)
+    assert w.images.shape == ref.images.shape
+    assert (w.images.float() - ref.images.float()).abs().mean() < 12
+    # keep + limit: the first N entries, byte for byte
+    assert data_main(["pack", str(messy), str(tmp_path / "k.tar"), "--format", "keep", "--limit", "2"]) == 0
+    src, kept = open_image_source(messy), open_image_source(tmp_path / "k.tar")
+    assert [e[0] for e in kept.entries] == [e[0] for e in src.entries][:2]
+    assert all(kept.read(e[0]) == src.read(e[0]) for e in kept.entries)
+    # bad input: one line, exit 2, nothing written
+    assert data_main(["pack", str(messy), str(tmp_path / "q.tar"), "--quality", "0"]) == 2
+    assert data_main(["pack", str(tmp_path / "nope"), str(tmp_path / "q.tar")]) == 2
+    assert not (tmp_path / "q.tar").exists()
+    assert capsys.readouterr().err.count("error:") == 2

@@ -207,3 +207,28 @@ def test_export_best_carries_full_training_info(tiny_images, tmp_path):
     info = json.loads((tmp_path / "best" / "training_info.json").read_text())
     assert {"step", "epoch", "train_seconds", "config", "fd_effnet_lite0"} <= set(info)
     assert info["config"]["model"] == "gan"
+
+
+def test_ema_matches_torch_averaged_model():
+    """Our host-counter EMA does exactly what AveragedModel with the same warm-up decay does."""
+    from torch.optim.swa_utils import AveragedModel
+    from animegan.models import Generator
+    from animegan.train import EMA, ema_decay_at
+
+    def multi_avg(ema_params, params, n):
+        torch._foreach_lerp_(ema_params, params, 1 - ema_decay_at(0.9, int(n)))
+
+    torch.manual_seed(0)
+    g = Generator(8, 8, 3, 16)
+    ours, ref = EMA(g, 0.9), AveragedModel(g, multi_avg_fn=multi_avg, use_buffers=False)
+    for _ in range(5):
+        with torch.no_grad():
+            for p in g.parameters():
+                p.add_(torch.randn_like(p))
+        g.train()(torch.randn(4, 8))  # moves the BatchNorm running statistics
+        ours.update_parameters(g)
+        ref.update_parameters(g)
+    a, b = ours.state_dict(), ref.state_dict()
+    assert a.keys() == b.keys() and int(a["n_averaged"]) == 5
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["module.net.0.weight"], g.state_dict()["net.0.weight"])  # an average, not a copy
