@@ -7,7 +7,7 @@ non-image files are skipped, counted and reported once.
 
     data = load_images("anime-faces.zip", size=64)   # .images: N×3×64×64 uint8
     python -m animegan.data split anime-faces-96.tar --val 3000 --out data/
-    python -m animegan.data pack data/train.tar data/train64.zip --format webp --quality 85
+    python -m animegan.data pack data/train.tar data/train64.zip --format webp --quality 83
 
 `pack` writes the images already preprocessed (size×size), or a first-N subset with
 the original bytes (`--format keep --limit N`): a compact copy to send to a remote GPU.
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("src", help="folder, .zip or .tar of images")
     sp.add_argument("--val", type=int, default=3000, help="images held out for validation (default: 3000)")
     sp.add_argument("--out", required=True, help="output folder for train.tar and val.tar")
-    pp = sub.add_parser("pack", help="a compact .tar of preprocessed images (or a subset with original bytes)")
+    pp = sub.add_parser("pack", help="a compact .tar/.zip of preprocessed images (or a subset with original bytes)")
     pp.add_argument("src", help="folder, .zip or .tar of images")
     pp.add_argument("out", help="output .tar, or .zip (smaller for many small files)")
     pp.add_argument("--size", type=int, default=64, help="image side after Resize + CenterCrop (default: 64)")
