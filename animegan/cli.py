@@ -176,9 +176,8 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
                 if not main:
                     continue
             bar.update(1)
-            for k in ("d_loss", "g_loss"):  # summed where they are: float() here would wait for the GPU
-                v = stats[k]
-                ep_sums[k] = ep_sums.get(k, 0.0) + (v.detach() if torch.is_tensor(v) else v)
+            for k in ("d_loss", "g_loss"):  # detached tensors, summed where they are: float() would wait for a GPU
+                ep_sums[k] = ep_sums.get(k, 0.0) + stats[k]
             ep_n += 1
             if s % cfg.log_every == 0 or s == total:
                 ips = (s - step_last) * cfg.batch_size * cfg.n_critic / max(busy, 1e-9)

@@ -4,7 +4,8 @@
 # DATA: training images (data/train.tar, or the packed data/train64.zip for a remote GPU);
 # VAL: held-out images for the quick FD (its first EVAL_N by name). Both runs start together and
 # stop after MINUTES of training wall time each (--max-minutes), logging to RUNS_DIR/<model>.log.
-# Cadences (generator steps) can be set through the environment; defaults suit a GPU.
+# Cadences (generator steps) can be set through the environment; the defaults were chosen for a
+# GPU's step rate (not yet run on one) — on a CPU set e.g. GAN_EVAL=500 WGAN_EVAL=100.
 set -euo pipefail
 DATA=${1:?DATA} VAL=${2:?VAL} RUNS=${3:-runs} MIN=${4:-120}
 EVAL_N=${EVAL_N:-1000} THREADS=${THREADS:-4} SEED=${SEED:-0}
