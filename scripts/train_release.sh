@@ -6,12 +6,13 @@
 # stop after MINUTES of training wall time each (--max-minutes), logging to RUNS_DIR/<model>.log.
 # Cadences (generator steps) can be set through the environment; the defaults were chosen for a
 # GPU's step rate (not yet run on one) — on a CPU set e.g. GAN_EVAL=500 WGAN_EVAL=100.
+# ARGS: extra arguments for both runs, e.g. ARGS="--precision fp32".
 set -euo pipefail
 DATA=${1:?DATA} VAL=${2:?VAL} RUNS=${3:-runs} MIN=${4:-120}
 EVAL_N=${EVAL_N:-1000} THREADS=${THREADS:-4} SEED=${SEED:-0}
 mkdir -p "$RUNS"
 common=(--data "$DATA" --eval-real "$VAL" --eval-n "$EVAL_N" --epochs 500 --max-minutes "$MIN"
-        --threads "$THREADS" --seed "$SEED" --keep-ckpts 2)
+        --threads "$THREADS" --seed "$SEED" --keep-ckpts 2 ${ARGS:-})
 python -m animegan.train --model gan --out "$RUNS/gan" "${common[@]}" \
   --eval-every "${GAN_EVAL:-3000}" --sample-every "${GAN_SAMPLE:-8000}" --ckpt-every "${GAN_CKPT:-20000}" \
   --log-every "${GAN_LOG:-50}" > "$RUNS/gan.log" 2>&1 &
