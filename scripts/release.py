@@ -100,6 +100,9 @@ def figures(args) -> None:
 
     # 2. FD against training time and against epochs (real images shown to D ÷ data size)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    longest = max((r.get("train_seconds") or 0 for run in runs for r in read_metrics(run / "metrics.jsonl")),
+                  default=0)
+    unit, per = ("hours", 3600) if longest > 7200 else ("minutes", 60)
     for run, name in zip(runs, names):
         cfg = json.loads((run / "config.json").read_text())
         pts = {r["step"]: r for r in read_metrics(run / "fd_posthoc.jsonl")}
@@ -109,9 +112,9 @@ def figures(args) -> None:
             continue
         epochs = [r["step"] * cfg["batch_size"] * cfg["n_critic"] / cfg["images"] for r in pts]
         fd = [r["fd"] for r in pts]
-        axes[0].plot([r["train_seconds"] / 3600 for r in pts], fd, "o-", ms=3, label=name)
+        axes[0].plot([r["train_seconds"] / per for r in pts], fd, "o-", ms=3, label=name)
         axes[1].plot(epochs, fd, "o-", ms=3, label=name)
-    axes[0].set_xlabel("training wall time (hours, one CPU core each)")
+    axes[0].set_xlabel(f"training wall time ({unit}" + (f", {args.machine})" if args.machine else ")"))
     axes[1].set_xlabel("epochs (real images shown to D ÷ training-set size)")
     for ax in axes:
         ax.set_ylabel("FD, effnet-lite0 (1000 held-out images)")
@@ -208,10 +211,10 @@ images = G(sample_z(16, 100, seed=0))                # 16×3×64×64 in [-1, 1]
 - Data: {n_images} training images (the held-out split of `python -m animegan.data split
   anime-faces-96.tar --val 3000` was never trained on).
 - Budget: {steps} generator steps, {epochs} epochs, {images:,} real images shown to the
-  discriminator, {hours:.2f} h of training wall time on {device} with {threads} thread(s), {autocast} autocast.
+  discriminator, {duration} of training wall time on {device} with {threads} thread(s), {autocast} autocast.
 - Config: batch {batch_size}, {optimizer} lr {lr_g}, n_critic {n_critic}, critic norm
   `{critic_norm}`, EMA decay {ema_decay}, seed {seed}. Full config: `training_info.json`.
-- Exported from checkpoint `{checkpoint}`.
+- {source}
 
 ## Evaluation
 
@@ -226,6 +229,10 @@ The metrics above are in `metrics.json`, which the demo's metrics tab reads.
 FIXES = {"gan": "Discriminator with BatchNorm, BCE on logits, Adam 2e-4 (0.5, 0.999).",
          "wgan-gp": "Critic with layer norm instead of BatchNorm and the gradient penalty taken per sample over "
                     "C×H×W (two fixes of the report's code), RMSprop 2e-4, λ = 10, 5 critic steps per G step."}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
 
 
 def model_card(args) -> None:
@@ -244,11 +251,15 @@ def model_card(args) -> None:
     with torch.inference_mode():
         save_image(g(z), d / "samples.png", nrow=4, normalize=True, value_range=(-1, 1), padding=2)
     rc = json.loads((Path(args.run) / "config.json").read_text())
+    source = (f"Exported from checkpoint `{info['checkpoint']}`." if info.get("checkpoint") else
+              f"The run's best quick-FD export (step {info['step']}, FD {info['fd_effnet_lite0']:.1f} on "
+              f"{info['fd_n']} held-out images), kept during training by `--eval-every`."
+              if "fd_effnet_lite0" in info else f"The run's export at step {info['step']}.")
     text = CARD.format(model=c["model"], title="plain GAN" if c["model"] == "gan" else "WGAN-GP",
                        fixes=FIXES[c["model"]], n_images=rc.get("images"), steps=info["step"],
                        epochs=info["epoch"], images=info["step"] * c["batch_size"] * c["n_critic"],
-                       hours=(info.get("train_seconds") or 0) / 3600, checkpoint=info.get("checkpoint"),
-                       device=rc.get("device", "?"), threads=rc.get("threads") or "default",
+                       duration=_duration(info.get("train_seconds") or 0), source=source,
+                       device=args.machine or rc.get("device", "?"), threads=rc.get("threads") or "default",
                        autocast=rc.get("autocast", "fp32"),
                        protocol=protocol, table=table, **{k: c[k] for k in (
                            "batch_size", "optimizer", "lr_g", "n_critic", "critic_norm", "ema_decay", "seed")})
@@ -273,6 +284,7 @@ def main() -> None:
     p.add_argument("--ckpt", action="append", required=True)
     p.add_argument("--out", default="docs/figures")
     p.add_argument("--grids", type=int, default=5, help="grids per model through training")
+    p.add_argument("--machine", default="", help="what the runs trained on, for the time axis's label")
     p.set_defaults(fn=figures)
     p = sub.add_parser("publish-metrics")
     p.add_argument("report")
@@ -281,6 +293,8 @@ def main() -> None:
     p = sub.add_parser("model-card")
     p.add_argument("dir", help="a shipped generator folder holding training_info.json and metrics.json")
     p.add_argument("--run", required=True, help="the run folder it came from")
+    p.add_argument("--machine", default="", help="what it trained on, e.g. 'one NVIDIA H100 80GB' "
+                   "(default: the run's device)")
     p.set_defaults(fn=model_card)
     args = ap.parse_args()
     args.fn(args)

@@ -2,6 +2,7 @@
 # The release pipeline of docs/report.md, after the two training runs (see the report for them):
 # export the best generators, evaluate, write metrics/model cards and draw every figure.
 #   scripts/release.sh RUNS_DIR      (RUNS_DIR holds gan/ and wgan-gp/; default runs)
+# MACHINE: what the runs trained on, for the model cards (default: the runs' device).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
@@ -16,10 +17,10 @@ python -m eval.fid --ckpt checkpoints/gan --ckpt checkpoints/wgan-gp --ckpt repo
   --real data/val.tar --train data/train.tar --n "$N" --threads "${THREADS:-2}" --out reports/release
 python scripts/release.py publish-metrics reports/release/report.json --to checkpoints
 for m in gan wgan-gp; do
-  python scripts/release.py model-card "checkpoints/$m" --run "$RUNS/$m"
+  python scripts/release.py model-card "checkpoints/$m" --run "$RUNS/$m" --machine "${MACHINE:-}"
 done
 python scripts/release.py figures --run "$RUNS/gan" --run "$RUNS/wgan-gp" \
-  --ckpt checkpoints/gan --ckpt checkpoints/wgan-gp --out docs/figures
+  --ckpt checkpoints/gan --ckpt checkpoints/wgan-gp --out docs/figures --machine "${MACHINE:-}"
 mkdir -p docs/figures/eval
 # Only pictures of generated images are committed: the NDB-bin, memorisation and real-vs-real
 # pictures show data-set images, which stay in reports/release/ (never in the repository).
