@@ -151,6 +151,21 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
         save_grid(img, out / "samples" / f"step_{trainer.step:07d}.png")
         save_grid(img, out / "samples" / "latest.png")
 
+    last_eval = [None]
+
+    def evaluate():  # quick FD of the EMA generator now; keeps generator_best/ when it is the best so far
+        s = trainer.step
+        fd = quick_fd(trainer)
+        last_eval[0] = s
+        metrics.append({"step": s, "epoch": trainer.epoch, "fd": round(fd, 4), "fd_n": len(quick_fd.real),
+                        "train_seconds": round(trainer.train_seconds, 1)})
+        if not trainer.best or fd < trainer.best["fd"]:
+            trainer.best = {"fd": fd, "step": s}
+            export_generator(trainer.export_model(), out / "generator_best",
+                             extra={**export_info(), "fd_effnet_lite0": fd, "fd_n": len(quick_fd.real)})
+        tqdm.write(f"step {s}: quick FD {fd:.3f} (best {trainer.best['fd']:.3f} at step "
+                   f"{trainer.best['step']})", file=sys.stderr)
+
     bar = tqdm(total=total, initial=trainer.step, unit="step", dynamic_ncols=True, file=sys.stderr, disable=not main)
     busy, step_last, ep_sums, ep_n, t_ep = 0.0, trainer.step, {}, 0, time.perf_counter()
     budget = cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
@@ -190,15 +205,7 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
             if s % cfg.sample_every == 0 or s == 1:
                 grid()
             if quick_fd and (s % cfg.eval_every == 0 or s == total):
-                fd = quick_fd(trainer)
-                metrics.append({"step": s, "epoch": trainer.epoch, "fd": round(fd, 4), "fd_n": len(quick_fd.real),
-                                "train_seconds": round(trainer.train_seconds, 1)})
-                if not trainer.best or fd < trainer.best["fd"]:
-                    trainer.best = {"fd": fd, "step": s}
-                    export_generator(trainer.export_model(), out / "generator_best",
-                                     extra={**export_info(), "fd_effnet_lite0": fd, "fd_n": len(quick_fd.real)})
-                tqdm.write(f"step {s}: quick FD {fd:.3f} (best {trainer.best['fd']:.3f} at step "
-                           f"{trainer.best['step']})", file=sys.stderr)
+                evaluate()
             if s % cfg.ckpt_every == 0:
                 checkpoint()
             if trainer.epoch != epoch:
@@ -207,6 +214,8 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
                 tqdm.write(f"epoch {epoch} done at step {s}: mean {means}, {ips:.0f} img/s", file=sys.stderr)
                 ep_sums, ep_n, t_ep = {}, 0, time.perf_counter()
         if main:
+            if quick_fd and trainer.train_seconds >= budget and last_eval[0] != trainer.step:
+                evaluate()  # the time budget ended the run between evaluations: the last weights may be the best
             grid()
             checkpoint()
     bar.close()

@@ -182,6 +182,19 @@ def test_quick_fd_during_training_keeps_the_best_export(tiny_images, tmp_path):
     assert _weights(out)["best"]["step"] == best["step"]
 
 
+def test_time_budget_stop_evaluates_the_last_step(tiny_images, tmp_path):
+    """A run ended by --max-minutes between evaluations scores its last weights too (they may be the best)."""
+    out = tmp_path / "run"
+    assert train(tiny_images, out, "--steps", "50", "--max-minutes", "0.0001", "--eval-every", "40",
+                 "--eval-real", str(tiny_images), "--eval-n", "12") == 0
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    last = max(r["step"] for r in rows if "step" in r)
+    assert 1 <= last < 40
+    assert [r["step"] for r in rows if "fd" in r] == [last]
+    best = json.loads((out / "generator_best" / "training_info.json").read_text())
+    assert best["step"] == last and best["fd_effnet_lite0"] > 0
+
+
 def test_eval_every_needs_real_images(tiny_images, tmp_path, capsys):
     assert train(tiny_images, tmp_path / "r", "--steps", "2", "--eval-every", "1") == 2
     assert "--eval-real" in capsys.readouterr().err
