@@ -9,7 +9,9 @@
 
 fd-curve: the quick FD of `--eval-every` (effnet-lite0 features, the same latents, the
 same held-out images) for every kept checkpoint of a run that has none in metrics.jsonl,
-appended to RUN/fd_posthoc.jsonl (resumable). figures: loss curves, FD against training
+appended to RUN/fd_posthoc.jsonl (resumable), and for the run's final export when no quick FD
+exists for its step (it becomes RUN/generator_best/ when it beats the best, as the trainer
+now does itself when --max-minutes ends a run). figures: loss curves, FD against training
 time, fixed-noise grids through training, and a side-by-side of the shipped generators on
 the same seeds. publish-metrics: each model's row of an eval report as
 checkpoints/NAME/metrics.json, which the demo's metrics tab reads.
@@ -56,6 +58,29 @@ def fd_curve(args) -> None:
         with open(out, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row))
+    # The final export of a run that --max-minutes stopped between evaluations (runs from before the
+    # trainer scored that step itself): score it, and make it generator_best/ if it beats the best.
+    final = run / "generator"
+    if (final / "training_info.json").is_file():
+        info = json.loads((final / "training_info.json").read_text())
+        if info["step"] not in done:
+            g = load_generator(final)
+            with torch.inference_mode():
+                z = qfd.latents()
+                fake = torch.cat([to_uint8(g(z[i:i + 250])) for i in range(0, len(z), 250)])
+            fd = qfd.score(fake)
+            row = {"step": info["step"], "epoch": info["epoch"], "fd": round(fd, 4), "fd_n": len(qfd.real),
+                   "train_seconds": round(float(info.get("train_seconds", 0.0)), 1), "posthoc": True,
+                   "export": "generator"}
+            with open(out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row))
+            best_info = run / "generator_best" / "training_info.json"
+            best = json.loads(best_info.read_text()).get("fd_effnet_lite0") if best_info.is_file() else None
+            if best is None or fd < best:
+                export_generator(g, run / "generator_best",
+                                 extra={**info, "fd_effnet_lite0": fd, "fd_n": len(qfd.real)})
+                print(f"the final export (step {info['step']}) is the best so far: copied to {run / 'generator_best'}")
 
 
 def random_generator(args) -> None:
@@ -253,7 +278,7 @@ def model_card(args) -> None:
     rc = json.loads((Path(args.run) / "config.json").read_text())
     source = (f"Exported from checkpoint `{info['checkpoint']}`." if info.get("checkpoint") else
               f"The run's best quick-FD export (step {info['step']}, FD {info['fd_effnet_lite0']:.1f} on "
-              f"{info['fd_n']} held-out images), kept during training by `--eval-every`."
+              f"{info['fd_n']} held-out images), chosen by the quick FD of `--eval-every`."
               if "fd_effnet_lite0" in info else f"The run's export at step {info['step']}.")
     text = CARD.format(model=c["model"], title="plain GAN" if c["model"] == "gan" else "WGAN-GP",
                        fixes=FIXES[c["model"]], n_images=rc.get("images"), steps=info["step"],

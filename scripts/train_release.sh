@@ -5,7 +5,7 @@
 # VAL: held-out images for the quick FD (its first EVAL_N by name). Both runs start together and
 # stop after MINUTES of training wall time each (--max-minutes), logging to RUNS_DIR/<model>.log.
 # Cadences (generator steps) can be set through the environment; the defaults were chosen for a
-# GPU's step rate (not yet run on one) — on a CPU set e.g. GAN_EVAL=500 WGAN_EVAL=100.
+# GPU's step rate (they ran on an H100, docs/report.md) — on a CPU set e.g. GAN_EVAL=500 WGAN_EVAL=100.
 # ARGS: extra arguments for both runs, e.g. ARGS="--precision fp32".
 set -euo pipefail
 DATA=${1:?DATA} VAL=${2:?VAL} RUNS=${3:-runs} MIN=${4:-120}
