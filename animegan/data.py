@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import math
 import os
 import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -170,10 +172,17 @@ def split_archive(src_path: str, out_dir: str, n_val: int) -> tuple[int, int]:
 PACK_FORMATS = {"keep": None, "png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
 
 
+class PackResult(NamedTuple):
+    written: int
+    skipped: int
+    psnr: float | None  # dB over all pixels, decoded pack vs the preprocessed images; None unless lossy
+
+
 def pack_archive(src_path: str, out_path: str, size: int = 64, fmt: str = "webp", quality: int = 90,
-                 limit: int | None = None) -> tuple[int, int]:
+                 limit: int | None = None) -> PackResult:
     """Write the first `limit` images of a source (sorted names) to a .tar or .zip, preprocessed to
-    size×size and encoded as `fmt`, or with their original bytes (`keep`). Returns (written, skipped)."""
+    size×size and encoded as `fmt`, or with their original bytes (`keep`). For webp/jpeg, also
+    measures what the compression costs: the PSNR of the decoded pack against the preprocessed images."""
     if fmt not in PACK_FORMATS:
         raise DataError(f"--format must be one of {', '.join(PACK_FORMATS)}, got {fmt!r}")
     if not 1 <= quality <= 100:
@@ -182,6 +191,8 @@ def pack_archive(src_path: str, out_path: str, size: int = 64, fmt: str = "webp"
     entries = src.entries[:limit]
     tmp = out_path + ".tmp"
     written = skipped = 0
+    sq_err, n_px = 0.0, 0
+    lossy = fmt in ("webp", "jpeg")
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     as_zip = out_path.lower().endswith(".zip")  # a tar pads each small file to 512-byte blocks; a zip does not
     with (zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) if as_zip else tarfile.open(tmp, "w")) as arc:
@@ -189,13 +200,18 @@ def pack_archive(src_path: str, out_path: str, size: int = 64, fmt: str = "webp"
             raw = src.read(name)
             if fmt != "keep":
                 try:
-                    im = TF.to_pil_image(decode_image(raw, size))
+                    x = decode_image(raw, size)
                 except Exception:
                     skipped += 1
                     continue
                 buf = io.BytesIO()
-                im.save(buf, PACK_FORMATS[fmt], quality=quality, **({"method": 6} if fmt == "webp" else {}))
+                TF.to_pil_image(x).save(buf, PACK_FORMATS[fmt], quality=quality,
+                                        **({"method": 6} if fmt == "webp" else {}))
                 raw, name = buf.getvalue(), os.path.splitext(name)[0] + "." + fmt
+                if lossy:
+                    y = decode_image(raw, size)
+                    sq_err += float(((y.float() - x.float()) ** 2).sum())
+                    n_px += x.numel()
             if as_zip:
                 arc.writestr(name, raw)
             else:
@@ -207,7 +223,10 @@ def pack_archive(src_path: str, out_path: str, size: int = 64, fmt: str = "webp"
         os.unlink(tmp)
         raise DataError(f"no readable image in {src_path}")
     os.replace(tmp, out_path)
-    return written, skipped
+    psnr = None
+    if lossy:
+        psnr = float("inf") if sq_err == 0 else 10 * math.log10(255 ** 2 / (sq_err / n_px))
+    return PackResult(written, skipped, psnr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "pack":
-            n, bad = pack_archive(args.src, args.out, args.size, args.format, args.quality, args.limit)
+            n, bad, psnr = pack_archive(args.src, args.out, args.size, args.format, args.quality, args.limit)
             extra = f", skipped {bad} unreadable" if bad else ""
+            extra += f"; PSNR {psnr:.1f} dB against the {args.size}×{args.size} preprocessed images" \
+                if psnr is not None else ""
             print(f"wrote {args.out} ({n} images, {os.path.getsize(args.out) / 1e6:.1f} MB{extra})")
             return 0
         n_train, n_val = split_archive(args.src, args.out, args.val)

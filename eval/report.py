@@ -74,6 +74,15 @@ def save_grid(images, path: Path, nrow: int = 8) -> None:
     atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
 
 
+def bin_concentration(ndb: dict, top: int = 3) -> dict:
+    """How lopsided a model's NDB histogram is: the `top` bins it fills most, their share of the
+    samples and of the real images, and how many bins get no sample at all."""
+    fake, real = ndb["fake_share"], ndb["real_share"]
+    bins = sorted(range(len(fake)), key=lambda i: (-fake[i], i))[:top]
+    return {"bins": bins, "fake_share": sum(fake[i] for i in bins), "real_share": sum(real[i] for i in bins),
+            "empty_bins": sum(1 for f in fake if f == 0), "k": len(fake)}
+
+
 def _markdown(report: dict, pictures: dict) -> str:
     p, real = report["protocol"], report["real"]
     md = ["# Evaluation report", "",
@@ -91,7 +100,13 @@ def _markdown(report: dict, pictures: dict) -> str:
         ndb = row.get("ndb") or {}
         if ndb:
             md += [f"NDB: {ndb['ndb']} of {ndb['k']} bins differ (α = {ndb['alpha']}); "
-                   f"under-filled: {ndb['underfilled'][:8] or 'none'}; over-filled: {ndb['overfilled'][:8] or 'none'}.", ""]
+                   f"under-filled: {ndb['underfilled'][:8] or 'none'}; over-filled: {ndb['overfilled'][:8] or 'none'}."]
+            if ndb.get("fake_share"):
+                c = bin_concentration(ndb)
+                md += [f"The {len(c['bins'])} fullest bins {c['bins']} hold {100 * c['fake_share']:.1f} % of the "
+                       f"samples and {100 * c['real_share']:.1f} % of the real images; {c['empty_bins']} of "
+                       f"{c['k']} bins get no sample."]
+            md += [""]
         for fname, caption in row.get("pictures", {}).items():
             if fname in pictures:
                 md += [f"**{caption}**", "", f"![{caption}]({fname})", ""]

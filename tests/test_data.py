@@ -1,3 +1,4 @@
+import math
 import os
 import io
 import tarfile
@@ -121,16 +122,23 @@ def test_pack_preprocesses_or_keeps_bytes(messy, tmp_path, capsys):
     from animegan.data import main as data_main, pack_archive
     ref = load_images(messy, size=16)
     # png: lossless, so loading the pack gives the very same tensors; bad files are skipped
-    n, bad = pack_archive(str(messy), str(tmp_path / "p.tar"), size=16, fmt="png")
+    n, bad, psnr = pack_archive(str(messy), str(tmp_path / "p.tar"), size=16, fmt="png")
     packed = load_images(tmp_path / "p.tar", size=16)
-    assert (n, bad) == (len(ref.names), ref.skipped)
+    assert (n, bad, psnr) == (len(ref.names), ref.skipped, None)
     assert torch.equal(packed.images, ref.images)
     assert [os.path.splitext(x)[0] for x in packed.names] == [os.path.splitext(x)[0] for x in ref.names]
     # webp: lossy but close, and already at the training size
-    pack_archive(str(messy), str(tmp_path / "w.zip"), size=16, fmt="webp", quality=90)
+    res = pack_archive(str(messy), str(tmp_path / "w.zip"), size=16, fmt="webp", quality=90)
     w = load_images(tmp_path / "w.zip", size=16)
     assert w.images.shape == ref.images.shape
     assert (w.images.float() - ref.images.float()).abs().mean() < 12
+    # the reported PSNR is that of the pack as training loads it
+    mse = ((w.images.float() - ref.images.float()) ** 2).mean().item()
+    assert res.psnr == pytest.approx(10 * math.log10(255 ** 2 / mse), rel=1e-4)
+    low = pack_archive(str(messy), str(tmp_path / "w10.zip"), size=16, fmt="jpeg", quality=10).psnr
+    assert low < res.psnr
+    assert data_main(["pack", str(messy), str(tmp_path / "w2.zip"), "--size", "16"]) == 0
+    assert f"PSNR {res.psnr:.1f} dB" in capsys.readouterr().out
     # keep + limit: the first N entries, byte for byte
     assert data_main(["pack", str(messy), str(tmp_path / "k.tar"), "--format", "keep", "--limit", "2"]) == 0
     src, kept = open_image_source(messy), open_image_source(tmp_path / "k.tar")

@@ -51,6 +51,14 @@ def test_end_to_end_report_and_warm_cache(sets, tmp_path, capsys):
     for name in ["samples_gen.png", "closest_pairs_gen.png", "memorisation_gen.png", "samples_real-vs-real.png"]:
         assert (tmp_path / "a" / name).stat().st_size > 0 and f"]({name})" in md
     assert "real-vs-real" in out and "FID" in out
+    # how lopsided each histogram is, from the same shares as the report's NDB
+    from eval.report import bin_concentration
+    ndb = rep["models"][0]["ndb"]
+    c = bin_concentration(ndb, top=2)
+    assert len(c["bins"]) == 2 and ndb["fake_share"][c["bins"][0]] == max(ndb["fake_share"])
+    assert c["fake_share"] == pytest.approx(sum(sorted(ndb["fake_share"])[-2:]))
+    assert c["empty_bins"] == sum(f == 0 for f in ndb["fake_share"]) and c["k"] == ndb["k"] == len(ndb["real_share"])
+    assert "fullest bins" in md
     # Warm cache: the same real set is not extracted again, and the numbers do not move.
     rc, _, err = run(args + ["--out", tmp_path / "b"], capsys)
     assert rc == 0, err
