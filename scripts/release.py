@@ -42,39 +42,34 @@ def fd_curve(args) -> None:
     cfg.eval_real, cfg.eval_n = args.real, args.n
     qfd = QuickFD(cfg, torch.device("cpu"))
     out = run / "fd_posthoc.jsonl"
-    done = {r["step"] for r in read_metrics(out)} | {r["step"] for r in read_metrics(run / "metrics.jsonl")
-                                                       if "fd" in r}
-    for path in list_checkpoints(run):
-        state = load_state(path)
-        if state["step"] in done:
-            continue
-        g, info = generator_from_state(state, path)
+    in_run = {r["step"] for r in read_metrics(run / "metrics.jsonl") if "fd" in r}
+    posthoc = {r["step"]: r["fd"] for r in read_metrics(out)}
+
+    def score(g, meta: dict, **extra) -> float:
         with torch.inference_mode():
             z = qfd.latents()
             fake = torch.cat([to_uint8(g(z[i:i + 250])) for i in range(0, len(z), 250)])
         fd = qfd.score(fake)
-        row = {"step": state["step"], "epoch": state["epoch"], "fd": round(fd, 4), "fd_n": len(qfd.real),
-               "train_seconds": round(float(state.get("train_seconds", 0.0)), 1), "posthoc": True}
+        row = {"step": meta["step"], "epoch": meta["epoch"], "fd": round(fd, 4), "fd_n": len(qfd.real),
+               "train_seconds": round(float(meta.get("train_seconds", 0.0)), 1), "posthoc": True, **extra}
         with open(out, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row))
+        posthoc[meta["step"]] = fd
+        return fd
+
+    for path in list_checkpoints(run):
+        state = load_state(path)
+        if state["step"] not in in_run and state["step"] not in posthoc:
+            score(generator_from_state(state, path)[0], state)
     # The final export of a run that --max-minutes stopped between evaluations (runs from before the
     # trainer scored that step itself): score it, and make it generator_best/ if it beats the best.
     final = run / "generator"
     if (final / "training_info.json").is_file():
         info = json.loads((final / "training_info.json").read_text())
-        if info["step"] not in done:
+        if info["step"] not in in_run:
             g = load_generator(final)
-            with torch.inference_mode():
-                z = qfd.latents()
-                fake = torch.cat([to_uint8(g(z[i:i + 250])) for i in range(0, len(z), 250)])
-            fd = qfd.score(fake)
-            row = {"step": info["step"], "epoch": info["epoch"], "fd": round(fd, 4), "fd_n": len(qfd.real),
-                   "train_seconds": round(float(info.get("train_seconds", 0.0)), 1), "posthoc": True,
-                   "export": "generator"}
-            with open(out, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(json.dumps(row))
+            fd = posthoc[info["step"]] if info["step"] in posthoc else score(g, info, export="generator")
             best_info = run / "generator_best" / "training_info.json"
             best = json.loads(best_info.read_text()).get("fd_effnet_lite0") if best_info.is_file() else None
             if best is None or fd < best:
