@@ -151,12 +151,12 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
         save_grid(img, out / "samples" / f"step_{trainer.step:07d}.png")
         save_grid(img, out / "samples" / "latest.png")
 
-    last_eval = [None]
+    last_eval = None
 
     def evaluate():  # quick FD of the EMA generator now; keeps generator_best/ when it is the best so far
-        s = trainer.step
+        nonlocal last_eval
+        s = last_eval = trainer.step
         fd = quick_fd(trainer)
-        last_eval[0] = s
         metrics.append({"step": s, "epoch": trainer.epoch, "fd": round(fd, 4), "fd_n": len(quick_fd.real),
                         "train_seconds": round(trainer.train_seconds, 1)})
         if not trainer.best or fd < trainer.best["fd"]:
@@ -214,7 +214,7 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
                 tqdm.write(f"epoch {epoch} done at step {s}: mean {means}, {ips:.0f} img/s", file=sys.stderr)
                 ep_sums, ep_n, t_ep = {}, 0, time.perf_counter()
         if main:
-            if quick_fd and trainer.train_seconds >= budget and last_eval[0] != trainer.step:
+            if quick_fd and trainer.train_seconds >= budget and last_eval != trainer.step:
                 evaluate()  # the time budget ended the run between evaluations: the last weights may be the best
             grid()
             checkpoint()
