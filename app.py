@@ -23,7 +23,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from animegan.demo import (DEFAULT_SEED, FRAMES_MAX, FRAMES_MIN, MAX_SEED, METHODS, TRUNC_MAX, TRUNC_MIN, Demo,
+from demo.core import (DEFAULT_SEED, FRAMES_MAX, FRAMES_MIN, MAX_SEED, METHODS, TRUNC_MAX, TRUNC_MIN, Demo,
                            load_slot, shown)
 
 HERE = Path(__file__).resolve().parent

@@ -13,6 +13,7 @@ Every write goes to a temporary file in the same folder and is renamed with
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -102,8 +103,26 @@ def load_latest_state(run_dir: str | os.PathLike, map_location="cpu") -> tuple[d
 
 # ---- generator export ------------------------------------------------------
 
+WEIGHTS_FILE = "model.safetensors"
+# Files beside the weights that describe them (scores, samples, the model card): an export that
+# changes the weights drops them, so no folder ever shows numbers of other weights.
+DESCRIBES_WEIGHTS = ("metrics.json", "samples.png", "README.md")
+
+
+def weights_sha256(folder: str | os.PathLike) -> str:
+    """sha256 of an exported generator's model.safetensors: the identity metrics.json records."""
+    h = hashlib.sha256()
+    with open(Path(folder) / WEIGHTS_FILE, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def export_generator(generator: Generator, out_dir: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write config.json + model.safetensors (+ optional training_info.json) atomically as a folder."""
+    """Write config.json + model.safetensors (+ optional training_info.json) atomically as a folder.
+
+    Other files of an existing folder are kept when the weights are unchanged; when they change,
+    the files that describe the old weights (DESCRIBES_WEIGHTS) are dropped."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -111,10 +130,10 @@ def export_generator(generator: Generator, out_dir: str | os.PathLike, extra: di
         generator.save_pretrained(tmp)
         if extra:
             write_json(tmp / "training_info.json", extra)
-        # Keep files that are not ours (model card, metrics.json) from the old folder.
         if out.is_dir():
+            same = (out / WEIGHTS_FILE).is_file() and weights_sha256(out) == weights_sha256(tmp)
             for f in out.iterdir():
-                if f.is_file() and not (tmp / f.name).exists():
+                if f.is_file() and not (tmp / f.name).exists() and (same or f.name not in DESCRIBES_WEIGHTS):
                     shutil.copy2(f, tmp / f.name)
         old = out.with_name(f".{out.name}.old")
         if out.exists():

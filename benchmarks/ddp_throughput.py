@@ -25,11 +25,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from animegan.config import resolve  # noqa: E402
-from animegan.data import LoadedImages  # noqa: E402
-from animegan.distributed import DistEnv  # noqa: E402
-from animegan.train import Trainer  # noqa: E402
+from animegan.config import resolve
+from animegan.data import LoadedImages
+from animegan.distributed import DistEnv
+from animegan.train import Trainer
 
 
 def make_trainer(args, env: DistEnv | None = None) -> Trainer:

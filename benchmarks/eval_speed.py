@@ -23,14 +23,13 @@ from pathlib import Path
 
 import torch
 
+
+from animegan.checkpoint import export_generator
+from animegan.data import load_images
+from animegan.models import Generator
+from eval.features import extract_features, get_extractor
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from animegan.checkpoint import export_generator  # noqa: E402
-from animegan.data import load_images  # noqa: E402
-from animegan.models import Generator  # noqa: E402
-from eval.features import extract_features, get_extractor  # noqa: E402
-
 SHARED = ROOT.parent / "shared" / "data" / "anime-faces-96.tar"
 
 

@@ -14,9 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from animegan.cli import main as train  # noqa: E402
-from animegan.monitor import read_metrics  # noqa: E402
+from animegan.cli import main as train
+from animegan.monitor import read_metrics
 
 
 def main() -> None:

@@ -15,16 +15,14 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from animegan.config import resolve  # noqa: E402
-from animegan.data import LoadedImages  # noqa: E402
-from animegan.models import Discriminator, Generator  # noqa: E402
-from animegan.train import Trainer  # noqa: E402
+from animegan.config import resolve
+from animegan.data import LoadedImages
+from animegan.models import Discriminator, Generator
+from animegan.train import Trainer
 
 
 class ReferenceLoop:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -20,20 +21,30 @@ from torchvision.utils import make_grid
 
 from animegan.checkpoint import atomic_write
 
-# (key in row["metrics"], column title, format, what it means)
-COLUMNS = [
-    ("fid", "FID ↓", "{:.2f}", "Fréchet distance of feature means and covariances"),
-    ("kid", "KID×10³ ↓", "{:.2f}", "kernel (MMD²) distance, ×1000; mean over subsets"),
-    ("precision", "prec ↑", "{:.3f}", "share of samples inside the real manifold (k=3)"),
-    ("recall", "rec ↑", "{:.3f}", "share of real images inside the generated manifold (k=3)"),
-    ("density", "dens", "{:.3f}", "≈1 like data; >1 samples crowd dense regions (k=5)"),
-    ("coverage", "cov ↑", "{:.3f}", "share of real neighbourhoods hit — mode dropping (k=5)"),
-    ("collapse", "collapse", "{:.3f}", "mean NN distance of samples ÷ of real; ≈1 diverse, →0 collapse"),
-    ("near_dup_rate", "dup ↓", "{:.3f}", "share of samples with a near-duplicate sample"),
-    ("ndb_over_k", "NDB/K ↓", "{:.2f}", "share of k-means bins with a significantly different share"),
-    ("js", "JS ↓", "{:.4f}", "Jensen–Shannon divergence of bin histograms (nats)"),
-    ("memorisation", "mem", "{:.3f}", "median NN dist to train ÷ held-out real's; ≪1 copying"),
-]
+
+class Metric(NamedTuple):
+    """One row of the metric table that the report, the model cards and the demo all read."""
+    key: str      # key in an eval row's "metrics"
+    name: str     # what a person calls it
+    title: str    # short column title
+    better: str   # "lower" | "higher" | "floor" (closest to the real-vs-real row is best)
+    fmt: str      # format of one value
+    meaning: str  # one line for people
+
+
+METRICS = (
+    Metric("fid", "FID", "FID ↓", "lower", "{:.2f}", "Fréchet distance of feature means and covariances"),
+    Metric("kid", "KID", "KID×10³ ↓", "lower", "{:.2f}", "kernel (MMD²) distance, ×1000; mean over subsets"),
+    Metric("precision", "Precision", "prec ↑", "higher", "{:.3f}", "share of samples inside the real manifold (k=3)"),
+    Metric("recall", "Recall", "rec ↑", "higher", "{:.3f}", "share of real images inside the generated manifold (k=3)"),
+    Metric("density", "Density", "dens", "floor", "{:.3f}", "≈1 like data; >1 samples crowd dense regions (k=5)"),
+    Metric("coverage", "Coverage", "cov ↑", "higher", "{:.3f}", "share of real neighbourhoods hit — mode dropping (k=5)"),
+    Metric("collapse", "Collapse score", "collapse", "floor", "{:.3f}", "mean NN distance of samples ÷ of real; ≈1 diverse, →0 collapse"),
+    Metric("near_dup_rate", "Near-duplicate rate", "dup ↓", "lower", "{:.3f}", "share of samples with a near-duplicate sample"),
+    Metric("ndb_over_k", "NDB / K", "NDB/K ↓", "lower", "{:.2f}", "share of k-means bins with a significantly different share"),
+    Metric("js", "Bin JS divergence", "JS ↓", "lower", "{:.4f}", "Jensen–Shannon divergence of bin histograms (nats)"),
+    Metric("memorisation", "Memorisation ratio", "mem", "floor", "{:.3f}", "median NN dist to train ÷ held-out real's; ≪1 copying"),
+)
 
 
 def _fmt(value, fmt: str) -> str:
@@ -46,11 +57,11 @@ def _cells(row: dict) -> list[str]:
     m = dict(row["metrics"])
     if m.get("kid") is not None:
         m["kid"] = m["kid"] * 1000
-    return [row["name"], str(row["n"])] + [_fmt(m.get(key), fmt) for key, _, fmt, _ in COLUMNS]
+    return [row["name"], str(row["n"])] + [_fmt(m.get(key), fmt) for key, _, _, _, fmt, _ in METRICS]
 
 
 def format_table(report: dict, markdown: bool = False) -> str:
-    head = ["model", "n"] + [c[1] for c in COLUMNS]
+    head = ["model", "n"] + [m.title for m in METRICS]
     rows = [_cells(r) for r in report["models"]]
     if report.get("baseline"):
         rows.append(_cells(report["baseline"]))
@@ -93,7 +104,7 @@ def _markdown(report: dict, pictures: dict) -> str:
           format_table(report, markdown=True), ""]
     if report.get("warnings"):
         md += ["**Warnings:**", ""] + [f"- {w}" for w in report["warnings"]] + [""]
-    md += ["## What the columns mean", ""] + [f"- **{t}** — {d}" for _, t, _, d in COLUMNS] + [""]
+    md += ["## What the columns mean", ""] + [f"- **{m.title}** — {m.meaning}" for m in METRICS] + [""]
     for row in report["models"] + ([report["baseline"]] if report.get("baseline") else []):
         md += [f"## {row['name']}", "", f"Source: `{row['source']}` ({row['kind']}, n = {row['n']}"
                + (f", {row['skipped']} unreadable files skipped" if row.get("skipped") else "") + ")", ""]

@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from animegan.checkpoint import list_checkpoints, load_generator, load_state, write_json  # noqa: E402
-from animegan.config import TrainConfig  # noqa: E402
-from animegan.export import export_generator, generator_from_state  # noqa: E402
-from animegan.models import Generator  # noqa: E402
-from animegan.monitor import read_metrics  # noqa: E402
-from animegan.sampling import sample_z, to_uint8  # noqa: E402
+from animegan.checkpoint import list_checkpoints, load_generator, load_state, write_json
+from animegan.config import TrainConfig
+from animegan.export import export_generator, generator_from_state
+from animegan.models import Generator
+from animegan.monitor import read_metrics
+from animegan.sampling import sample_z, to_uint8
 
 
 def fd_curve(args) -> None:

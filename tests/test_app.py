@@ -24,12 +24,10 @@ import pytest
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # app.py and animegan/ live at the repo root, also under plain `pytest`
-
 from animegan.checkpoint import export_generator
 from animegan.models import Generator
 
+ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 ENV = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 os.environ.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
@@ -193,7 +191,7 @@ def test_grid_of_the_next_seeds(model_dirs):
 
 
 def test_metrics_of_any_shape_are_read_defensively(tmp_path):
-    from animegan import demo
+    from demo import core as demo
     (tmp_path / "metrics.json").write_text("[1, 2, 3]")
     assert demo.read_metrics(str(tmp_path)) == {}
     (tmp_path / "metrics.json").write_text("{not json")

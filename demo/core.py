@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import GeneratorLoadError, load_generator
-from .sampling import lerp, slerp, to_uint8, z_from_seed
+from animegan.checkpoint import GeneratorLoadError, load_generator
+from animegan.sampling import lerp, slerp, to_uint8, z_from_seed
 
 MAX_SEED = 2**32 - 1
 TRUNC_MIN, TRUNC_MAX = 0.0, 1.5

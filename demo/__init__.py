@@ -1,0 +1,1 @@
+"""The Gradio demo's logic (loading, input checks, drawing); app.py is its page."""
