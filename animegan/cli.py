@@ -20,6 +20,7 @@ from .data import DataError, load_images
 from . import distributed as ddp
 from .distributed import DistEnv, DistError
 from .monitor import MetricsLog, plot_losses, read_metrics, save_grid
+from .quickfd import QuickFD
 from .train import StopFlag, Trainer, pick_device
 
 RUN_FILES = ("config.json", "metrics.jsonl", "loss.png", "checkpoints", "samples", "generator", "generator_best")
@@ -45,28 +46,6 @@ def check(cfg: TrainConfig) -> None:
         raise UsageError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
     if cfg.eval_every and not cfg.eval_real:
         raise UsageError("--eval-every needs --eval-real PATH (held-out real images)")
-
-
-class QuickFD:
-    """FD of the EMA generator against held-out images in effnet-lite0 space (offline)."""
-
-    def __init__(self, cfg: TrainConfig, device: torch.device):
-        from eval.features import extract_features, real_features  # lazy: only runs that ask need eval
-        self.extract, self.cfg, self.device = extract_features, cfg, device
-        self.real = real_features(cfg.eval_real, extractor="effnet-lite0", n=cfg.eval_n, size=cfg.img_size)
-
-    def latents(self) -> torch.Tensor:
-        from .sampling import sample_z
-        return sample_z(len(self.real), self.cfg.z_dim, seed=self.cfg.seed + 3)  # same z at every eval
-
-    def score(self, fake_uint8: torch.Tensor) -> float:
-        from eval.diversity import frechet_distance
-        fake = self.extract(fake_uint8, extractor="effnet-lite0", device=self.device)
-        return float(frechet_distance(self.real, fake))
-
-    def __call__(self, trainer: Trainer) -> float:
-        from .sampling import to_uint8
-        return self.score(to_uint8(trainer.sample(self.latents())))
 
 
 def prepare(args) -> tuple[TrainConfig, dict | None]:
@@ -129,7 +108,7 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
                                          "total_steps": total, "device": str(device), "world_size": env.world,
                                          "autocast": str(trainer.dtype).replace("torch.", "") if trainer.dtype else "fp32"})
         metrics = MetricsLog(out / "metrics.jsonl", resume_step=trainer.step if state else None)
-        quick_fd = QuickFD(cfg, device) if cfg.eval_every else None
+        quick_fd = QuickFD(cfg.eval_real, cfg.eval_n, cfg.z_dim, cfg.seed + 3, cfg.img_size, device) if cfg.eval_every else None
         what = f"resuming {out} at step {trainer.step}" if state else f"starting {out}"
         procs = (f", {env.world} processes ({env.backend}) × {trainer.local_batch} images per D step"
                  if env.world > 1 else "")
@@ -156,7 +135,7 @@ def run(cfg: TrainConfig, state: dict | None, env: DistEnv | None = None) -> int
     def evaluate():  # quick FD of the EMA generator now; keeps generator_best/ when it is the best so far
         nonlocal last_eval
         s = last_eval = trainer.step
-        fd = quick_fd(trainer)
+        fd = quick_fd(trainer.ema_generator())
         metrics.append({"step": s, "epoch": trainer.epoch, "fd": round(fd, 4), "fd_n": len(quick_fd.real),
                         "train_seconds": round(trainer.train_seconds, 1)})
         if not trainer.best or fd < trainer.best["fd"]:

@@ -25,7 +25,7 @@ from .data import LoadedImages
 from .distributed import DistEnv, wrap
 from .losses import make_loss
 from .models import Discriminator, Generator, dcgan_init
-from .sampling import sample_z
+from .sampling import generate, recalibrate_batchnorm, sample_z
 
 
 def pick_device(name: str) -> torch.device:
@@ -146,6 +146,7 @@ class Trainer:
         self.step = 0  # generator steps done
         self.batches = 0  # real batches shown to D
         self._perm_epoch, self._perm = -1, None
+        self._calibrated = -1  # the step whose BatchNorm statistics the EMA generator holds
 
     # ---- data and noise ----------------------------------------------------
     @property
@@ -224,19 +225,24 @@ class Trainer:
         return {**stats, **g_stats}
 
     # ---- sampling, export, state -------------------------------------------
-    @torch.inference_mode()
-    def sample(self, z: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    def ema_generator(self) -> Generator:
+        """The EMA generator, eval mode, with BatchNorm statistics recomputed for its own weights
+        (once per step: grids, exports and the quick FD of one step share the work)."""
         g = self.ema.module
-        g.eval()
-        out = [g(z[i:i + batch].to(self.device)).float().cpu() for i in range(0, len(z), batch)]
-        return torch.cat(out)
+        if self._calibrated != self.step:
+            recalibrate_batchnorm(g, seed=self.cfg.seed + 4)
+            self._calibrated = self.step
+        return g.eval()
+
+    def sample(self, z: torch.Tensor) -> torch.Tensor:
+        return generate(self.ema_generator(), z)
 
     def export_model(self) -> Generator:
         """A plain fp32, contiguous CPU copy of the EMA generator (what ships)."""
         c = self.cfg
         with torch.random.fork_rng(devices=[]):  # building a module draws init weights: keep the global RNG
             g = Generator(c.z_dim, c.ngf, 3, c.img_size)
-        g.load_state_dict({k: v.detach().cpu().contiguous() for k, v in self.ema.module.state_dict().items()})
+        g.load_state_dict({k: v.detach().cpu().contiguous() for k, v in self.ema_generator().state_dict().items()})
         return g.eval()
 
     def state_dict(self) -> dict:

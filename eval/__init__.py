@@ -2,7 +2,7 @@
 
     python -m eval.fid --ckpt checkpoints/gan --real data/val.tar --n 1500
 
-Modules: features (extractors, `extract_features`, `real_features`), cache (on-disk
+Modules: features (extractors by name, `extract_features`), cache (on-disk
 real-feature cache), diversity (metrics as pure functions of feature matrices),
 report (JSON / Markdown / image grids), fid (the CLI).
 """

@@ -31,6 +31,9 @@ from safetensors.torch import save_file
 
 from animegan.checkpoint import atomic_write
 from animegan.data import decode_image, load_images, open_image_source
+from animegan.features import EFFNET, effnet_weights_path
+
+from .features import extract_features, resolve_name
 
 CACHE_VERSION = 1
 PREPROCESS = "RGB, Resize(size) short side, CenterCrop(size), uint8"
@@ -57,8 +60,6 @@ def extractor_identity(extractor: str, weights_path=None) -> dict:
     """What about an extractor changes its features: name, layer, weights file."""
     import torch_fidelity
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-
-    from .features import EFFNET, effnet_weights_path, resolve_name
 
     full = resolve_name(extractor)
     layer = FEATURE_EXTRACTORS_REGISTRY[full].get_default_feature_layer_for_metric("fid")
@@ -94,8 +95,6 @@ def cached_features(path, extractor: str = "effnet-lite0", n: int | None = None,
                     cache_dir=None, use_cache: bool = True, weights_path=None, batch_size: int = 16,
                     device="cpu", progress: bool = False) -> CachedFeatures:
     """Features of the first `n` (sorted) images of `path`; from the cache when possible."""
-    from .features import extract_features
-
     t0 = time.perf_counter()
     entries = [list(e) for e in open_image_source(path).entries[:n]]  # raises DataError if unusable
     key = cache_key(path, entries, n, size, extractor_identity(extractor, weights_path))

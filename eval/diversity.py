@@ -2,7 +2,7 @@
 
 Real features X (N×D), generated features Y (M×D), Euclidean distance;
 NND_k(x) = distance from x to its k-th nearest neighbour in its own set, itself
-excluded. Definitions follow ../shared/DESIGN.md §3:
+excluded.
 
 - frechet_distance   FID (Heusel et al. 2017), through torch-fidelity's own functions.
 - kernel_distance    KID (Bińkowski et al. 2018), unbiased MMD², cubic kernel, through torch-fidelity.
@@ -31,8 +31,9 @@ import torch
 from scipy import stats
 from sklearn.cluster import KMeans
 from sklearn.neighbors import NearestNeighbors
-from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+from animegan.features import frechet_distance  # noqa: F401 — defined once, where training's quick FD needs it
 
 CHUNK_ELEMENTS = 1 << 23  # distances per cdist chunk: 8M float64 = 64 MB
 
@@ -80,12 +81,6 @@ def ball_membership(points, centers, radii: list[np.ndarray]) -> tuple[list[np.n
             cnt[i:i + step] = inside.sum(1)
             h |= inside.any(0)
     return [x.numpy() for x in counts], [x.numpy() for x in hit]
-
-
-def frechet_distance(feats_a, feats_b) -> float:
-    """FID between two feature sets, via torch-fidelity (float64 statistics)."""
-    sa, sb = fid_features_to_statistics(_t(feats_a)), fid_features_to_statistics(_t(feats_b))
-    return float(fid_statistics_to_metric(sa, sb, verbose=False)["frechet_inception_distance"])
 
 
 def kernel_distance(feats_a, feats_b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict:

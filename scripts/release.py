@@ -25,30 +25,24 @@ from pathlib import Path
 import torch
 
 from animegan.checkpoint import list_checkpoints, load_generator, load_state, write_json
-from animegan.config import TrainConfig
 from animegan.export import export_generator, generator_from_state
 from animegan.models import Generator
 from animegan.monitor import read_metrics
-from animegan.sampling import sample_z, to_uint8
+from animegan.quickfd import QuickFD
+from animegan.sampling import sample_z
 
 
 def fd_curve(args) -> None:
-    from animegan.cli import QuickFD
     run = Path(args.run)
-    cfg_d = json.loads((run / "config.json").read_text())
-    cfg = TrainConfig(**{k: v for k, v in cfg_d.items() if k in TrainConfig.__dataclass_fields__})
-    cfg.eval_real, cfg.eval_n = args.real, args.n
-    qfd = QuickFD(cfg, torch.device("cpu"))
+    cfg = json.loads((run / "config.json").read_text())
+    qfd = QuickFD(args.real, args.n, cfg["z_dim"], cfg["seed"] + 3, cfg["img_size"])
     out = run / "fd_posthoc.jsonl"
     in_run = {r["step"] for r in read_metrics(run / "metrics.jsonl") if "fd" in r}
     posthoc = {r["step"]: r["fd"] for r in read_metrics(out)}
 
     def score(g, meta: dict, **extra) -> float:
-        with torch.inference_mode():
-            z = qfd.latents()
-            fake = torch.cat([to_uint8(g(z[i:i + 250])) for i in range(0, len(z), 250)])
-        fd = qfd.score(fake)
-        row = {"step": meta["step"], "epoch": meta["epoch"], "fd": round(fd, 4), "fd_n": len(qfd.real),
+        fd = qfd(g)
+        row = {"step": meta["step"], "epoch": meta["epoch"], "fd": round(fd, 4), "fd_n": qfd.n,
                "train_seconds": round(float(meta.get("train_seconds", 0.0)), 1), "posthoc": True, **extra}
         with open(out, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -72,7 +66,7 @@ def fd_curve(args) -> None:
             best = json.loads(best_info.read_text()).get("fd_effnet_lite0") if best_info.is_file() else None
             if best is None or fd < best:
                 export_generator(g, run / "generator_best",
-                                 extra={**info, "fd_effnet_lite0": fd, "fd_n": len(qfd.real)})
+                                 extra={**info, "fd_effnet_lite0": fd, "fd_n": qfd.n})
                 print(f"the final export (step {info['step']}) is the best so far: copied to {run / 'generator_best'}")
 
 
