@@ -122,7 +122,8 @@ def export_generator(generator: Generator, out_dir: str | os.PathLike, extra: di
     """Write config.json + model.safetensors (+ optional training_info.json) atomically as a folder.
 
     Other files of an existing folder are kept when the weights are unchanged; when they change,
-    the files that describe the old weights (DESCRIBES_WEIGHTS) are dropped."""
+    the files that describe the old weights (DESCRIBES_WEIGHTS) are dropped (README.md becomes
+    huggingface_hub's generic card)."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -131,9 +132,12 @@ def export_generator(generator: Generator, out_dir: str | os.PathLike, extra: di
         if extra:
             write_json(tmp / "training_info.json", extra)
         if out.is_dir():
+            # save_pretrained writes a generic README.md: a card of the same weights replaces it.
             same = (out / WEIGHTS_FILE).is_file() and weights_sha256(out) == weights_sha256(tmp)
+            ours = {WEIGHTS_FILE, "config.json"} | ({"training_info.json"} if extra else set())
             for f in out.iterdir():
-                if f.is_file() and not (tmp / f.name).exists() and (same or f.name not in DESCRIBES_WEIGHTS):
+                keep = f.name not in DESCRIBES_WEIGHTS and not (tmp / f.name).exists()
+                if f.is_file() and f.name not in ours and (same or keep):
                     shutil.copy2(f, tmp / f.name)
         old = out.with_name(f".{out.name}.old")
         if out.exists():

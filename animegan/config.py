@@ -2,8 +2,8 @@
 
 Every field carries its help text, so the CLI (`python -m animegan.train --help`)
 is generated from this file and the resolved config is saved as config.json.
-Defaults reproduce the course report (see DESIGN.md §1), with the two WGAN-GP
-fixes switched on (per-sample gradient norm, no BatchNorm in the critic).
+Defaults reproduce the course report's models, with the two WGAN-GP fixes switched on
+(per-sample gradient norm, no BatchNorm in the critic; docs/training.md).
 """
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ import argparse
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from . import __version__
+
+
+class UsageError(ValueError):
+    """A command line or config that cannot work (one-line message; the CLI exits with code 2)."""
 
 
 def _f(default, help: str, choices=None):
@@ -69,6 +73,12 @@ class TrainConfig:
         return asdict(self)
 
 
+# The seeded random streams of a run, each `--seed + offset`: weights, the z and ε of the steps
+# (checkpointed), the fixed 4×4 sample grid, the quick FD's latents, the noise that recalibrates
+# the EMA generator's BatchNorm statistics. Data order per epoch has its own rule (trainer.py).
+SEED_OFFSET = {"weights": 0, "noise": 1, "grid": 2, "quick_fd": 3, "batchnorm": 4}
+
+
 PRESETS: dict[str, dict] = {
     "gan": {},
     # Report: no Sigmoid, DCGAN init, RMSprop 2e-4, λ = 10; n_critic 5 as in Gulrajani et al.
@@ -104,6 +114,25 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Refuse values no run can use, with a message naming the flag."""
+    if not cfg.data:
+        raise UsageError("--data is required (a folder, .zip or .tar of images)")
+    for k in ("batch_size", "n_critic", "log_every", "sample_every", "ckpt_every", "z_dim", "ngf", "ndf", "eval_n"):
+        if getattr(cfg, k) < 1:
+            raise UsageError(f"--{k.replace('_', '-')} must be ≥ 1, got {getattr(cfg, k)}")
+    for k in ("epochs", "steps", "eval_every", "threads", "keep_ckpts", "max_minutes"):
+        if getattr(cfg, k) < 0:
+            raise UsageError(f"--{k.replace('_', '-')} must be ≥ 0, got {getattr(cfg, k)}")
+    if cfg.epochs == 0 and cfg.steps == 0:
+        raise UsageError("give the run's length with --epochs N or --steps N")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise UsageError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    if cfg.eval_every and not cfg.eval_real:
+        raise UsageError("--eval-every needs --eval-real PATH (held-out real images, e.g. data/select.tar)")
+    return cfg
+
+
 def resolve(explicit: dict, saved: dict | None = None) -> TrainConfig:
     """Preset < saved config (resume) < explicit CLI values; refuses locked changes."""
     model = explicit.get("model") or (saved or {}).get("model") or "gan"
@@ -112,7 +141,7 @@ def resolve(explicit: dict, saved: dict | None = None) -> TrainConfig:
         diffs = [f"{k}: run has {saved.get(k)!r}, command asks {explicit[k]!r}"
                  for k in LOCKED if k in explicit and explicit[k] != saved.get(k)]
         if diffs:
-            raise ValueError("cannot resume with an incompatible config (" + "; ".join(diffs) +
+            raise UsageError("cannot resume with an incompatible config (" + "; ".join(diffs) +
                              "); use another --out or --no-resume --overwrite")
         known = {f.name for f in fields(TrainConfig)}
         values.update({k: v for k, v in saved.items() if k in known and k not in PER_RUN})

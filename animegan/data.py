@@ -33,6 +33,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
+from .monitor import track
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
@@ -128,12 +130,8 @@ def load_images(path: str | os.PathLike, size: int = 64, limit: int | None = Non
     """Decode all (or the first `limit`) images of a source; skip and count bad files."""
     src = open_image_source(path)
     names = [e[0] for e in src.entries][:limit]
-    it = names
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(names, desc=f"decoding {src.path.name}", unit="img", leave=False)
     out, kept, bad = [], [], []
-    for name in it:
+    for name in track(names, f"decoding {src.path.name}", unit="image", enabled=progress):
         try:
             out.append(decode_image(src.read(name), size))
             kept.append(name)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from .checkpoint import (CheckpointError, GeneratorLoadError, checkpoint_path, export_generator, list_checkpoints,
                          load_generator, load_latest_state, load_state)
+from .config import SEED_OFFSET
 from .models import Generator
+from .sampling import recalibrate_batchnorm
 
 
 def generator_from_run(run_dir: Path, step: int | None = None) -> tuple[Generator, dict]:
@@ -38,6 +40,7 @@ def generator_from_state(state: dict, path: Path) -> tuple[Generator, dict]:
     g = Generator(c["z_dim"], c["ngf"], 3, c["img_size"])
     ema = {k.removeprefix("module."): v.contiguous() for k, v in state["ema"].items() if k.startswith("module.")}
     g.load_state_dict(ema)
+    recalibrate_batchnorm(g, seed=c["seed"] + SEED_OFFSET["batchnorm"])  # statistics for the EMA weights, as the trainer's exports
     return g.eval(), {"step": state["step"], "epoch": state["epoch"], "checkpoint": path.name,
                       "train_seconds": state.get("train_seconds"), "config": c}
 
@@ -56,10 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.best:
             g = load_generator(run / "generator_best")
             f = run / "generator_best" / "training_info.json"
-            info = json.loads(f.read_text()) if f.exists() else {}
-            if "config" not in info and checkpoint_path(run, info.get("step", -1)).exists():
-                info = {**generator_from_run(run, info["step"])[1], **info}  # older runs kept less info
-            out = export_generator(g, args.to, extra=info)
+            out = export_generator(g, args.to, extra=json.loads(f.read_text()) if f.exists() else None)
         else:
             g, info = generator_from_run(run, args.step)
             out = export_generator(g, args.to, extra=info)

@@ -1,19 +1,87 @@
-"""What a run leaves for people: metrics.jsonl, fixed-noise sample grids, loss.png.
+"""What a run shows people: progress, metrics.jsonl, fixed-noise sample grids, loss.png.
 
 All writes are atomic except the append-only metrics.jsonl, which is trimmed
 back to the resumed step on resume so a restarted run never duplicates rows.
+Progress is a tqdm bar on a terminal; when stderr is not one (nohup, CI, a
+Space's log) it is a plain line every few seconds instead of bar redraws.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import sys
+import time
 from pathlib import Path
 
 import torch
 from torchvision.utils import save_image
+from tqdm import tqdm
 
 from .checkpoint import atomic_write
+
+
+class Progress:
+    """Progress of a loop of `total` units: a tqdm bar on a terminal, plain lines elsewhere."""
+
+    def __init__(self, total: int | None, initial: int = 0, desc: str = "", unit: str = "step",
+                 enabled: bool = True, every_s: float = 15.0, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled, self.every_s = enabled, every_s
+        self.tty = self.stream.isatty()
+        self.total, self.n, self.desc, self.unit = total, initial, desc, unit
+        self.t0 = self.t_line = time.perf_counter()
+        self.n0, self.postfix = initial, {}
+        self.bar = tqdm(total=total, initial=initial, desc=desc or None, unit=unit, dynamic_ncols=True,
+                        file=self.stream, leave=False, disable=not (enabled and self.tty))
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self.tty:
+            self.bar.update(n)
+        elif self.enabled and time.perf_counter() - self.t_line >= self.every_s:
+            self._line()
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = values
+        if self.tty:
+            self.bar.set_postfix(values, refresh=False)
+
+    def write(self, msg: str) -> None:
+        if self.enabled:
+            tqdm.write(msg, file=self.stream) if self.tty else print(msg, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.enabled and not self.tty and self.n > self.n0:
+            self._line()
+        self.bar.close()
+
+    def _line(self) -> None:
+        now = time.perf_counter()
+        rate = (self.n - self.n0) / max(now - self.t0, 1e-9)
+        done = f"{self.n}/{self.total} ({100 * self.n / self.total:.0f}%)" if self.total else f"{self.n}"
+        eta = f", eta {_hms((self.total - self.n) / rate)}" if self.total and rate > 0 else ""
+        extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
+        print(f"{self.desc + ': ' if self.desc else ''}{done} {self.unit}s, {rate:.1f} {self.unit}s/s{eta}{extra}",
+              file=self.stream, flush=True)
+        self.t_line = now
+
+
+def track(items, desc: str, unit: str = "item", enabled: bool = True):
+    """Iterate over a sized iterable with a Progress."""
+    p = Progress(len(items), desc=desc, unit=unit, enabled=enabled)
+    try:
+        for x in items:
+            yield x
+            p.update()
+    finally:
+        p.close()
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 class MetricsLog:
@@ -29,9 +97,6 @@ class MetricsLog:
         clean = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in row.items()}
         with open(self.path, "a") as f:
             f.write(json.dumps(clean) + "\n")
-
-    def rows(self) -> list[dict]:
-        return read_metrics(self.path)
 
 
 def _row_step(line: str) -> float:

@@ -1,274 +1,228 @@
-"""One training loop for both models: n_critic D steps per G step, EMA, grids, checkpoints.
+"""One training loop for both models: `python -m animegan.train`.
 
-    python -m animegan.train --model gan     --data faces.tar --out runs/gan --epochs 25
-    python -m animegan.train --model wgan-gp --data faces.tar --out runs/wgan-gp --steps 20000
+    python -m animegan.train --model gan     --data data/train.tar --out runs/gan --epochs 25
+    python -m animegan.train --model wgan-gp --data data/train.tar --out runs/wgan-gp --steps 20000 \\
+        --eval-every 500 --eval-real data/select.tar
 
-GAN (Radford et al. 2016) and WGAN-GP (Gulrajani et al. 2017) differ only by a
-loss object (losses.py) and a preset (config.py). Runs resume from the newest
-checkpoint in --out; Ctrl-C / SIGTERM writes a checkpoint and exits cleanly.
-All randomness (init, data order, z, ε of the penalty) comes from seeded
-generators whose state is checkpointed, so a resumed run continues exactly.
+`main` is the command line: it resolves the config at the edge (preset < the run's saved config <
+flags) and finds the checkpoint to resume from. `training_loop` then reads top to bottom: set up;
+per generator step, train, then one maintenance block (log, sample, evaluate, checkpoint); at the
+end, a last grid, quick FD and checkpoint. The step itself is `trainer.Trainer.train_step`.
+Exit codes: 0 done or stopped cleanly (rerun the same command to resume), 2 bad input.
 """
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
-from pathlib import Path
+import time
 
 import torch
-from torch.optim.swa_utils import AveragedModel
 
-from .checkpoint import CheckpointError
-from .config import TrainConfig
-from .data import LoadedImages
-from .distributed import DistEnv, wrap
-from .losses import make_loss
-from .models import Discriminator, Generator, dcgan_init
-from .sampling import generate, recalibrate_batchnorm, sample_z
+from . import distributed as ddp
+from .checkpoint import CheckpointError, export_generator, list_checkpoints, load_latest_state, save_state, write_json
+from .config import SEED_OFFSET, TrainConfig, UsageError, build_parser, resolve, validate
+from .data import DataError, load_images
+from .distributed import DistEnv, DistError
+from .features import FeatureError
+from .monitor import MetricsLog, Progress, plot_losses, read_metrics, save_grid
+from .quickfd import QuickFD
+from .rundir import RunDir
+from .trainer import Trainer, pick_device
 
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but no CUDA device is available")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps asked for, but MPS is not available")
-    return torch.device(name)
+# Errors that mean "this input cannot work": one `error:` line and exit code 2. Anything else is a
+# bug and keeps its traceback.
+INPUT_ERRORS = (UsageError, DataError, CheckpointError, DistError, FeatureError)
 
 
-def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype, or None for fp32. auto: bf16 on CPUs with native bf16, AMP on CUDA."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") \
-            and _cpu_has_bf16():
-        return torch.bfloat16
-    return None
-
-
-def _cpu_has_bf16() -> bool:
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    env = DistEnv()
     try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        env = ddp.init_from_env()  # torchrun with several processes; otherwise a plain process
+        # Under torchrun rank 0 reads (or clears) the run folder and sends every rank the same
+        # config and checkpoint, so --out only has to exist where rank 0 runs.
+        cfg, state = ddp.rank0_decides(env, lambda: open_run(args)) if env.world > 1 else open_run(args)
+        return training_loop(cfg, state, env)
+    except INPUT_ERRORS as e:
+        if env.is_main:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        ddp.close(env)
 
 
-def ema_decay_at(decay: float, n: int) -> float:
-    """EMA with warm-up: decay min(d, (1+n)/(10+n)) so early samples are not the random init."""
-    return min(decay, (1 + n) / (10 + n))
+def open_run(args) -> tuple[TrainConfig, dict | None]:
+    """The run's config and the checkpoint state to resume from (None for a new run)."""
+    explicit = {k: v for k, v in vars(args).items() if k not in ("no_resume", "overwrite")}
+    if "steps" in explicit and "epochs" not in explicit:
+        explicit["epochs"] = 0  # an explicit length replaces the saved one
+    if "epochs" in explicit and "steps" not in explicit:
+        explicit["steps"] = 0
+    run, state = RunDir(args.out), None
+    if args.no_resume:
+        if run.has_run() and not args.overwrite:
+            raise UsageError(f"{run.path} already holds a run; resume it (drop --no-resume), or add --overwrite")
+        run.clear()
+    else:
+        found = load_latest_state(run.path)
+        if found is None and list_checkpoints(run.path):
+            raise UsageError(f"no readable checkpoint in {run.checkpoints}; use --no-resume --overwrite to restart")
+        state = found[0] if found else None
+    return validate(resolve(explicit, state["config"] if state else None)), state
 
 
-class EMA(AveragedModel):
-    """torch's AveragedModel (same state_dict, same arithmetic) whose update never waits for a GPU.
+def training_loop(cfg: TrainConfig, state: dict | None = None, env: DistEnv = DistEnv()) -> int:
+    # ---- set up: device, data, models, and on rank 0 the run folder and the quick FD
+    main_rank = env.is_main  # only rank 0 writes files and talks; every rank trains
+    run = RunDir(cfg.out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    if env.world > 1:
+        device = ddp.place(env, device)
+    data = load_images(cfg.data, size=cfg.img_size, progress=main_rank)
+    if env.world > 1:
+        ddp.check_same_data(env, data.images)
+    trainer = Trainer(cfg, data, device, env)
+    if state:
+        trainer.load_state_dict(state)
+    total, first_step = trainer.total_steps(), trainer.step
+    log = quick_fd = None
+    if main_rank:
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_json(run.config, {**cfg.to_dict(), "images": trainer.n, "skipped_files": data.skipped,
+                                "total_steps": total, "epochs_at_end": round(total * cfg.n_critic / trainer.batches_per_epoch, 3),
+                                "device": str(device), "world_size": env.world, "autocast": trainer.precision})
+        log = MetricsLog(run.metrics, resume_step=trainer.step if state else None)
+        quick_fd = QuickFD(cfg.eval_real, cfg.eval_n, cfg.z_dim, cfg.seed + SEED_OFFSET["quick_fd"], cfg.img_size, device) \
+            if cfg.eval_every else None
+        procs = f", {env.world} processes ({env.backend}) × {trainer.local_batch} images per D step" \
+            if env.world > 1 else ""
+        print(f"{'resuming' if state else 'starting'} {run.path} at step {trainer.step}: {cfg.model}, {trainer.n} "
+              f"images, {total} generator steps ({trainer.batches_per_epoch} batches of {cfg.batch_size} per epoch, "
+              f"{cfg.n_critic} per step), device {device}, precision {trainer.precision}{procs}", file=sys.stderr)
 
-    AveragedModel.update_parameters copies its CPU counter to the device and the decay is read
-    back from there: two host-device synchronisations per step, which on CUDA stop the CPU from
-    queueing the next step while the GPU works. The counter stays on the host here."""
+    # ---- the loop
+    progress = Progress(total, initial=trainer.step, unit="step", enabled=main_rank)
+    budget = cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
+    t_start, seconds_before = time.perf_counter(), trainer.train_seconds
+    window = Window(trainer.step)  # img/s between log rows, maintenance excluded
+    epoch_sums, epoch = {}, trainer.epoch
+    with StopFlag() as signalled:
+        interrupted = signalled.stop  # Ctrl-C / SIGTERM, here or (under torchrun) on any rank
+        while trainer.step < total and not interrupted and trainer.train_seconds < budget:
+            stats = trainer.train_step()
+            trainer.train_seconds = seconds_before + time.perf_counter() - t_start
+            interrupted = signalled.stop
+            s = trainer.step
+            if env.world > 1:  # every rank stops after the same step, on rank 0's clock
+                interrupted, trainer.train_seconds = ddp.agree(env, device, signalled.stop, trainer.train_seconds)
+                if s % cfg.log_every == 0 or s == total:
+                    stats = ddp.mean_stats(stats)
+            if not main_rank:
+                continue
+            progress.update()
+            for k in ("d_loss", "g_loss"):  # detached tensors summed where they are: float() would wait for a GPU
+                epoch_sums[k] = epoch_sums.get(k, 0.0) + stats[k]
 
-    def __init__(self, model: torch.nn.Module, decay: float):
-        super().__init__(model, use_buffers=False)
-        self.decay = decay
+            # ---- maintenance: log, sample, evaluate, checkpoint
+            t_maintenance = time.perf_counter()
+            if s % cfg.log_every == 0 or s == total:  # float() below is the step's one host sync
+                row = {"step": s, "epoch": trainer.epoch, "images_seen": trainer.batches * cfg.batch_size,
+                       **{k: round(float(v), 5) for k, v in stats.items()},
+                       "img_per_s": round(window.rate(s, cfg.batch_size * cfg.n_critic), 1),
+                       "train_seconds": round(trainer.train_seconds, 1)}
+                log.append(row)
+                progress.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}", img_s=f"{row['img_per_s']:.0f}")
+            if s % cfg.sample_every == 0 or s == 1:
+                save_samples(run, trainer)
+            if quick_fd and (s % cfg.eval_every == 0 or s == total):
+                evaluate(run, trainer, quick_fd, log, progress)
+            if s % cfg.ckpt_every == 0:
+                save_checkpoint(run, trainer)
+            if trainer.epoch != epoch:
+                means = ", ".join(f"{k} {float(v) / max(s - window.epoch_step, 1):.4f}" for k, v in epoch_sums.items())
+                progress.write(f"epoch {epoch} done at step {s}: mean {means}")
+                epoch_sums, epoch, window.epoch_step = {}, trainer.epoch, s
+            window.exclude(t_maintenance, time.perf_counter())
 
-    @torch.no_grad()
-    def update_parameters(self, model: torch.nn.Module) -> None:
-        n = int(self.n_averaged)  # a CPU buffer: no device synchronisation
-        dst = [p.detach() for p in self.module.parameters()]
-        src = [p.detach() for p in model.parameters()]
-        if n == 0:
-            torch._foreach_copy_(dst, src)
-        else:
-            torch._foreach_lerp_(dst, src, 1 - ema_decay_at(self.decay, n))
-        for b_avg, b in zip(self.module.buffers(), model.buffers(), strict=True):  # BatchNorm statistics
-            b_avg.copy_(b)
-        self.n_averaged += 1
+        # ---- the end: what the last step leaves (unless a rerun had nothing left to do)
+        if main_rank and trainer.step > first_step:
+            if quick_fd and not interrupted and trainer.evaluated_step != trainer.step:
+                evaluate(run, trainer, quick_fd, log, progress)  # the budget ended the run between evaluations
+            save_samples(run, trainer)
+            save_checkpoint(run, trainer)
+    progress.close()
+    if env.world > 1:
+        same, digests = ddp.ranks_agree(env, trainer.G, trainer.D, trainer.ema)
+        if main_rank:
+            print(f"all {env.world} ranks hold identical G, D and EMA weights (sha256 {digests[0]})" if same else
+                  f"warning: ranks' weights differ ({', '.join(digests)}); the checkpoint holds rank 0's", file=sys.stderr)
+    if main_rank:
+        print(end_message(run, trainer, total, interrupted, budget), file=sys.stderr)
+    return 0
 
 
-class Trainer:
-    """Models, optimisers and the step; no I/O except what run() asks for."""
+# ---- what the maintenance block writes ------------------------------------------------------
 
-    def __init__(self, cfg: TrainConfig, data: LoadedImages, device: torch.device, env: DistEnv | None = None):
-        self.cfg, self.device = cfg, device
-        # Data parallel (distributed.py): this rank's share of every global batch of cfg.batch_size.
-        self.rank, self.world = (env.rank, env.world) if env else (0, 1)
-        if cfg.batch_size % self.world:
-            raise ValueError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of the "
-                             f"{self.world} processes")
-        self.local_batch = cfg.batch_size // self.world
-        self.dtype = pick_dtype(cfg.precision, device)
-        self.fmt = torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
-        torch.manual_seed(cfg.seed)  # weights
-        self.G = Generator(cfg.z_dim, cfg.ngf, 3, cfg.img_size)
-        self.D = Discriminator(cfg.ndf, 3, cfg.img_size, cfg.critic_norm)
-        if cfg.init == "dcgan":
-            dcgan_init(self.G)
-            dcgan_init(self.D)
-        self.G.to(device, memory_format=self.fmt)
-        self.D.to(device, memory_format=self.fmt)
-        self.ema = EMA(self.G, cfg.ema_decay)
-        if cfg.optimizer == "adam":
-            make = lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(cfg.beta1, cfg.beta2))  # noqa: E731
-        else:
-            make = lambda p, lr: torch.optim.RMSprop(p, lr=lr)  # noqa: E731
-        self.opt_g, self.opt_d = make(self.G.parameters(), cfg.lr_g), make(self.D.parameters(), cfg.lr_d)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
-        # What the step calls for forward passes whose gradients DDP must average; the bare
-        # modules otherwise (world 1: the very same objects, so nothing changes).
-        self.g_net, self.d_net = self.G, self.D
-        if self.world > 1:
-            self.g_net, self.d_net = wrap(self.G, self.D, device, cfg.sync_bn == "on")
-        self.loss = make_loss(cfg)
-        self.images = data.images  # N×3×H×W uint8, CPU (or device when it fits)
-        if device.type == "cuda":
-            self.images = self.images.to(device)
-            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
-        self.n = len(self.images)
-        self.batches_per_epoch = self.n // cfg.batch_size
-        if self.batches_per_epoch < 1:
-            raise ValueError(f"{self.n} images are fewer than one batch of {cfg.batch_size}; lower --batch-size")
-        self.steps_per_epoch = max(1, self.batches_per_epoch // cfg.n_critic)
-        self.noise = torch.Generator().manual_seed(cfg.seed + 1)  # z and ε, checkpointed
-        self.fixed_z = sample_z(16, cfg.z_dim, cfg.seed + 2)  # the 4×4 grid, same across resumes
-        self.best: dict = {}  # {"fd": …, "step": …} of the best quick-FD export
-        self.train_seconds = 0.0  # wall time spent in run(), summed over resumes
-        self.step = 0  # generator steps done
-        self.batches = 0  # real batches shown to D
-        self._perm_epoch, self._perm = -1, None
-        self._calibrated = -1  # the step whose BatchNorm statistics the EMA generator holds
+def export_info(trainer: Trainer) -> dict:
+    """training_info.json of an export: where in training the weights come from."""
+    return {"step": trainer.step, "epoch": trainer.epoch, "epochs": round(trainer.epochs_done, 3),
+            "images_seen": trainer.batches * trainer.cfg.batch_size,
+            "train_seconds": round(trainer.train_seconds, 1), "config": trainer.cfg.to_dict()}
 
-    # ---- data and noise ----------------------------------------------------
-    @property
-    def epoch(self) -> int:
-        return self.batches // self.batches_per_epoch
 
-    def real_batch(self) -> torch.Tensor:
-        e, i = divmod(self.batches, self.batches_per_epoch)
-        if e != self._perm_epoch:  # the order of epoch e is a pure function of (seed, e)
-            g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + e)
-            # Moved once per epoch, so a step slices it where the images are (no per-step copy).
-            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g).to(self.images.device), e
-        lo = i * self.cfg.batch_size + self.rank * self.local_batch  # this rank's rows of global batch i
-        idx = self._perm[lo:lo + self.local_batch]
-        self.batches += 1
-        x = self.images[idx].to(self.device, non_blocking=True).float().mul_(1 / 127.5).sub_(1)  # B×3×H×W
-        return x.contiguous(memory_format=self.fmt)
+def save_samples(run: RunDir, trainer: Trainer) -> None:
+    images = trainer.sample(trainer.fixed_z)  # the same 16 latents across the run and its resumes
+    save_grid(images, run.samples / f"step_{trainer.step:07d}.png")
+    save_grid(images, run.samples / "latest.png")
 
-    def z(self, b: int) -> torch.Tensor:
-        return self._rows(torch.randn(b * self.world, self.cfg.z_dim, generator=self.noise), b)
 
-    def _rows(self, t: torch.Tensor, b: int) -> torch.Tensor:
-        # Every rank draws the global batch's noise and keeps its rows: the ranks together use
-        # exactly one process's draws, and the generator state is the same on all ranks.
-        if self.world > 1:
-            t = t[self.rank * b:(self.rank + 1) * b]
-        if self.device.type == "cuda":  # the noise stays CPU-seeded; a pinned copy does not block the host
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t.to(self.device)
+def save_checkpoint(run: RunDir, trainer: Trainer) -> None:
+    save_state(run.path, trainer.step, trainer.state_dict(), keep=trainer.cfg.keep_ckpts)
+    export_generator(trainer.export_model(), run.export, extra=export_info(trainer))
+    plot_losses(read_metrics(run.metrics), run.loss_plot, title=f"{trainer.cfg.model} losses")
 
-    def autocast(self):
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
 
-    # ---- one generator step ------------------------------------------------
-    def train_step(self) -> dict:
-        cfg, G, D = self.cfg, self.G, self.D
-        G.train()
-        D.train()
-        D.requires_grad_(True)
-        stats: dict = {}
-        fake = None
-        for i in range(cfg.n_critic):
-            real = self.real_batch()
-            b = real.shape[0]
-            reuse = cfg.n_critic == 1  # classic DCGAN: one G forward serves D and G steps
-            with self.autocast():
-                if reuse:
-                    fake = self.g_net(self.z(b))
-                else:
-                    with torch.no_grad():
-                        fake = self.g_net(self.z(b))
-                eps = self._rows(torch.rand(b * self.world, 1, 1, 1, generator=self.noise), b)
-                # Under DDP the penalty's autograd.grad(create_graph=True) yields this rank's
-                # input gradients only; the one backward() below then all-reduces D's weight
-                # gradients once (pytorch/pytorch#63812); tests/test_distributed.py checks them.
-                d_loss, stats = self.loss.d_loss(self.d_net, real, fake, eps=eps)
-            self.opt_d.zero_grad(set_to_none=True)
-            self.scaler.scale(d_loss).backward()
-            self.scaler.step(self.opt_d)
-            self.scaler.update()
-        # Generator step: D's weights get no gradients (saves a third of D's backward). The bare
-        # D, not its DDP wrapper, so D's reducer does not wait for gradients that never come.
-        D.requires_grad_(False)
-        with self.autocast():
-            if cfg.n_critic != 1:
-                fake = self.g_net(self.z(self.local_batch))
-            g_loss, g_stats = self.loss.g_loss(D, fake)
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler.scale(g_loss).backward()
-        self.scaler.step(self.opt_g)
-        self.scaler.update()
-        self.ema.update_parameters(G)
-        self.step += 1
-        return {**stats, **g_stats}
+def evaluate(run: RunDir, trainer: Trainer, quick_fd: QuickFD, log: MetricsLog, progress: Progress) -> None:
+    """Quick FD of the EMA generator; it becomes generator_best/ when it beats the best on disk."""
+    s = trainer.evaluated_step = trainer.step
+    fd = quick_fd(trainer.ema_generator())
+    log.append({"step": s, "epoch": trainer.epoch, "fd": round(fd, 4), "fd_n": quick_fd.n,
+                "train_seconds": round(trainer.train_seconds, 1)})
+    info = {**export_info(trainer), "fd_n": quick_fd.n, "selection": quick_fd.selection()}
+    run.promote_if_best(trainer.export_model(), info, fd)
+    best = run.best()
+    progress.write(f"step {s}: quick FD {fd:.3f} (best {best['fd_effnet_lite0']:.3f} at step {best['step']})")
 
-    # ---- sampling, export, state -------------------------------------------
-    def ema_generator(self) -> Generator:
-        """The EMA generator, eval mode, with BatchNorm statistics recomputed for its own weights
-        (once per step: grids, exports and the quick FD of one step share the work)."""
-        g = self.ema.module
-        if self._calibrated != self.step:
-            recalibrate_batchnorm(g, seed=self.cfg.seed + 4)
-            self._calibrated = self.step
-        return g.eval()
 
-    def sample(self, z: torch.Tensor) -> torch.Tensor:
-        return generate(self.ema_generator(), z)
+def end_message(run: RunDir, trainer: Trainer, total: int, interrupted: bool, budget: float) -> str:
+    where = f"{trainer.step} steps, {trainer.epochs_done:.2f} epochs"
+    if trainer.step >= total:
+        return f"done: {where}; EMA generator exported to {run.export}"
+    if interrupted:
+        return f"stopped at step {trainer.step}; checkpoint saved in {run.checkpoints} — rerun the same command to resume"
+    return f"time budget of {budget / 60:g} min reached after {where}; EMA generator exported to {run.export}"
 
-    def export_model(self) -> Generator:
-        """A plain fp32, contiguous CPU copy of the EMA generator (what ships)."""
-        c = self.cfg
-        with torch.random.fork_rng(devices=[]):  # building a module draws init weights: keep the global RNG
-            g = Generator(c.z_dim, c.ngf, 3, c.img_size)
-        g.load_state_dict({k: v.detach().cpu().contiguous() for k, v in self.ema_generator().state_dict().items()})
-        return g.eval()
 
-    def state_dict(self) -> dict:
-        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "ema": self.ema.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "scaler": self.scaler.state_dict(), "step": self.step, "batches": self.batches,
-                "epoch": self.epoch, "noise_rng": self.noise.get_state(), "torch_rng": torch.get_rng_state(),
-                "fixed_z": self.fixed_z, "best": self.best, "train_seconds": self.train_seconds, "config": self.cfg.to_dict()}
+class Window:
+    """Images per second over the steps since the last log row, not counting maintenance time.
+    Wall time, not the step's own duration: on a GPU the step only queues work, and the log row's
+    float() is where the host waits for it."""
 
-    def load_state_dict(self, s: dict) -> None:
-        try:
-            self.G.load_state_dict(s["G"])
-            self.D.load_state_dict(s["D"])
-            self.ema.load_state_dict(s["ema"])
-            self.opt_g.load_state_dict(s["opt_g"])
-            self.opt_d.load_state_dict(s["opt_d"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"checkpoint does not fit this model: {str(e).splitlines()[0][:200]}")
-        if s.get("scaler"):
-            self.scaler.load_state_dict(s["scaler"])
-        self.step, self.batches = int(s["step"]), int(s["batches"])
-        self.noise.set_state(s["noise_rng"])
-        torch.set_rng_state(s["torch_rng"])
-        self.fixed_z = s["fixed_z"]
-        self.best = dict(s.get("best") or {})
-        self.train_seconds = float(s.get("train_seconds", 0.0))
+    def __init__(self, step: int):
+        self.t, self.step, self.excluded, self.epoch_step = time.perf_counter(), step, 0.0, step
+
+    def exclude(self, t0: float, t1: float) -> None:
+        """Leave out the time from t0 to t1 (only what falls inside this window)."""
+        self.excluded += max(0.0, t1 - max(t0, self.t))
+
+    def rate(self, step: int, images_per_step: int) -> float:
+        now = time.perf_counter()
+        busy = max(now - self.t - self.excluded, 1e-9)
+        r = (step - self.step) * images_per_step / busy
+        self.t, self.step, self.excluded = now, step, 0.0
+        return r
 
 
 class StopFlag:
@@ -291,11 +245,6 @@ class StopFlag:
     def __exit__(self, *exc):
         for sig, h in self._old.items():
             signal.signal(sig, h)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import main as cli_main  # the run loop and CLI live in cli.py; this file is the step
-    return cli_main(argv)
 
 
 if __name__ == "__main__":

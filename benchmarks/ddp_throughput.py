@@ -28,7 +28,7 @@ import torch.multiprocessing as mp
 from animegan.config import resolve
 from animegan.data import LoadedImages
 from animegan.distributed import DistEnv
-from animegan.train import Trainer
+from animegan.trainer import Trainer
 
 
 def make_trainer(args, env: DistEnv | None = None) -> Trainer:

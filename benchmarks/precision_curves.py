@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from animegan.cli import main as train
+from animegan.train import main as train
 from animegan.monitor import read_metrics
 
 

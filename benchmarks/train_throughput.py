@@ -22,7 +22,7 @@ from torch import nn
 from animegan.config import resolve
 from animegan.data import LoadedImages
 from animegan.models import Discriminator, Generator
-from animegan.train import Trainer
+from animegan.trainer import Trainer
 
 
 class ReferenceLoop:

@@ -25,49 +25,45 @@ from pathlib import Path
 import torch
 
 from animegan.checkpoint import list_checkpoints, load_generator, load_state, write_json
+from animegan.config import SEED_OFFSET
 from animegan.export import export_generator, generator_from_state
 from animegan.models import Generator
 from animegan.monitor import read_metrics
 from animegan.quickfd import QuickFD
+from animegan.rundir import RunDir
 from animegan.sampling import sample_z
 
 
 def fd_curve(args) -> None:
-    run = Path(args.run)
-    cfg = json.loads((run / "config.json").read_text())
-    qfd = QuickFD(args.real, args.n, cfg["z_dim"], cfg["seed"] + 3, cfg["img_size"])
-    out = run / "fd_posthoc.jsonl"
-    in_run = {r["step"] for r in read_metrics(run / "metrics.jsonl") if "fd" in r}
-    posthoc = {r["step"]: r["fd"] for r in read_metrics(out)}
+    run = RunDir(args.run)
+    cfg = json.loads(run.config.read_text())
+    qfd = QuickFD(args.real, args.n, cfg["z_dim"], cfg["seed"] + SEED_OFFSET["quick_fd"], cfg["img_size"])
+    in_run = {r["step"] for r in read_metrics(run.metrics) if "fd" in r}
+    posthoc = {r["step"]: r["fd"] for r in read_metrics(run.posthoc)}
 
     def score(g, meta: dict, **extra) -> float:
         fd = qfd(g)
         row = {"step": meta["step"], "epoch": meta["epoch"], "fd": round(fd, 4), "fd_n": qfd.n,
                "train_seconds": round(float(meta.get("train_seconds", 0.0)), 1), "posthoc": True, **extra}
-        with open(out, "a") as f:
+        with open(run.posthoc, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row))
         posthoc[meta["step"]] = fd
         return fd
 
-    for path in list_checkpoints(run):
+    for path in list_checkpoints(run.path):
         state = load_state(path)
         if state["step"] not in in_run and state["step"] not in posthoc:
             score(generator_from_state(state, path)[0], state)
     # The final export of a run that --max-minutes stopped between evaluations (runs from before the
-    # trainer scored that step itself): score it, and make it generator_best/ if it beats the best.
-    final = run / "generator"
-    if (final / "training_info.json").is_file():
-        info = json.loads((final / "training_info.json").read_text())
+    # trainer scored that step itself): score it; the one best-export rule decides whether it is the best.
+    if (run.export / "training_info.json").is_file():
+        info = json.loads((run.export / "training_info.json").read_text())
         if info["step"] not in in_run:
-            g = load_generator(final)
+            g = load_generator(run.export)
             fd = posthoc[info["step"]] if info["step"] in posthoc else score(g, info, export="generator")
-            best_info = run / "generator_best" / "training_info.json"
-            best = json.loads(best_info.read_text()).get("fd_effnet_lite0") if best_info.is_file() else None
-            if best is None or fd < best:
-                export_generator(g, run / "generator_best",
-                                 extra={**info, "fd_effnet_lite0": fd, "fd_n": qfd.n})
-                print(f"the final export (step {info['step']}) is the best so far: copied to {run / 'generator_best'}")
+            if run.promote_if_best(g, {**info, "fd_n": qfd.n, "selection": qfd.selection()}, fd):
+                print(f"the final export (step {info['step']}) is the best so far: copied to {run.best_export}")
 
 
 def random_generator(args) -> None:

@@ -32,3 +32,22 @@ def test_shipped_generator(name):
     assert m["name"] == name and m["metrics"]["fid"] > 0 and m["real_vs_real"]["fid"] >= 0
     card = (d / "README.md").read_text()
     assert card.startswith("---\nlicense: mit") and "| real-vs-real |" in card
+
+
+def test_export_over_a_card_keeps_it_only_for_the_same_weights(tmp_path):
+    """Numbers beside weights must describe those weights: a new export drops them."""
+    from animegan.checkpoint import export_generator, weights_sha256
+    from animegan.models import Generator
+    torch.manual_seed(0)
+    g = Generator(ngf=4, img_size=16)
+    out = export_generator(g, tmp_path / "gen")
+    for name in ("metrics.json", "samples.png", "README.md", "notes.txt"):
+        (out / name).write_text(json.dumps({"weights_sha256": weights_sha256(out)}))
+    export_generator(g, out)  # the same weights again: everything stays
+    assert all("weights_sha256" in (out / n).read_text() for n in ("metrics.json", "samples.png", "README.md"))
+    with torch.no_grad():
+        g.net[0].weight.add_(1.0)
+    export_generator(g, out)
+    assert not (out / "metrics.json").exists() and not (out / "samples.png").exists()
+    assert "weights_sha256" not in (out / "README.md").read_text()  # huggingface_hub's generic card
+    assert (out / "notes.txt").exists()  # not ours to judge

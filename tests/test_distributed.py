@@ -26,9 +26,9 @@ import torch.multiprocessing as mp
 from PIL import Image
 from torch import nn
 
-from animegan import train as train_mod
+from animegan import trainer as train_mod
 from animegan.checkpoint import list_checkpoints, load_latest_state
-from animegan.cli import main
+from animegan.train import main
 from animegan.config import PRESETS, TrainConfig
 from animegan.data import LoadedImages
 from animegan.distributed import DistEnv, DistError
