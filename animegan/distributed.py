@@ -8,7 +8,7 @@ process group (NCCL for CUDA tensors, gloo for CPU tensors). With a world size o
 (plain `python -m animegan.train`, or torchrun with one process) nothing here runs:
 no process group, no DDP wrapper, no collective — the single-process run is unchanged.
 
-Semantics (docs/readme/ddp.md): --batch-size is the *global* batch. Every rank builds
+Semantics (docs/scaling.md): --batch-size is the *global* batch. Every rank builds
 the same seeded permutation of epoch e and takes its own contiguous rows of each global
 batch, and likewise its rows of the global z and ε draws, so the ranks together see
 exactly the batch one process would (DistributedSampler's contract: disjoint shards of
