@@ -21,6 +21,9 @@ def _f(default, help: str, choices=None):
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
+QUICK_FD_N = 1000  # samples and held-out images per quick FD: its cost, its noise and its bias are set by it
+
+
 @dataclass
 class TrainConfig:
     model: str = _f("gan", "preset: 'gan' (report's DCGAN) or 'wgan-gp'", ("gan", "wgan-gp"))
@@ -66,7 +69,7 @@ class TrainConfig:
     keep_ckpts: int = _f(3, "training-state checkpoints to keep")
     eval_every: int = _f(0, "quick FD (effnet-lite0 features) every N generator steps; 0 = off")
     eval_real: str = _f("", "real images for the quick FD (e.g. a held-out split)")
-    eval_n: int = _f(2000, "generated and real samples for the quick FD")
+    eval_n: int = _f(QUICK_FD_N, "generated samples and held-out images for the quick FD")
     version: str = _f(__version__, "animegan version that wrote this config")
 
     def to_dict(self) -> dict:

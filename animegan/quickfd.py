@@ -18,11 +18,11 @@ from pathlib import PurePosixPath
 import torch
 from torch import nn
 
+from .config import QUICK_FD_N
 from .data import load_images
 from .features import build_effnet_lite0, extract, frechet_distance
 from .sampling import generate, sample_z, to_uint8
 
-DEFAULT_N = 1000  # held-out images and samples per quick FD
 
 
 def image_ids(names: list[str]) -> list[str]:
@@ -34,7 +34,7 @@ def image_ids(names: list[str]) -> list[str]:
 class QuickFD:
     """Callable: generator → FD against the first n images of a held-out set (effnet-lite0, exact fp32)."""
 
-    def __init__(self, real_path: str, n: int = DEFAULT_N, z_dim: int = 100, seed: int = 0, size: int = 64,
+    def __init__(self, real_path: str, n: int = QUICK_FD_N, z_dim: int = 100, seed: int = 0, size: int = 64,
                  device: str | torch.device = "cpu", batch_size: int = 64):
         self.device, self.batch_size, self.source = torch.device(device), batch_size, str(real_path)
         real = load_images(real_path, size=size, limit=n)

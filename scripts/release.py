@@ -1,6 +1,6 @@
 """Figures and files of the release report (docs/report.md), drawn by the project's own code.
 
-    python scripts/release.py fd-curve runs/gan --real data/val.tar [--n 1000]
+    python scripts/release.py fd-curve runs/gan --real data/select.tar [--n 1000]
     python scripts/release.py random-generator --out reports/random-init
     python scripts/release.py figures --run runs/gan --run runs/wgan-gp \\
         --ckpt checkpoints/gan --ckpt checkpoints/wgan-gp --out docs/figures
@@ -9,9 +9,8 @@
 
 fd-curve: the quick FD of `--eval-every` (effnet-lite0 features, the same latents, the
 same held-out images) for every kept checkpoint of a run that has none in metrics.jsonl,
-appended to RUN/fd_posthoc.jsonl (resumable), and for the run's final export when no quick FD
-exists for its step (it becomes RUN/generator_best/ when it beats the best, as the trainer
-now does itself when --max-minutes ends a run). figures: loss curves, FD against training
+appended to RUN/fd_posthoc.jsonl (resumable); a checkpoint that beats the run's best export
+becomes RUN/generator_best/ by the trainer's own rule (RunDir.promote_if_best). figures: loss curves, FD against training
 time, fixed-noise grids through training, and a side-by-side of the shipped generators on
 the same seeds. publish-metrics: each model's row of an eval report as
 checkpoints/NAME/metrics.json, which the demo's metrics tab reads.
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 from animegan.checkpoint import list_checkpoints, load_generator, load_state, write_json
-from animegan.config import SEED_OFFSET
+from animegan.config import QUICK_FD_N, SEED_OFFSET
 from animegan.export import export_generator, generator_from_state
 from animegan.models import Generator
 from animegan.monitor import read_metrics
@@ -54,16 +53,10 @@ def fd_curve(args) -> None:
     for path in list_checkpoints(run.path):
         state = load_state(path)
         if state["step"] not in in_run and state["step"] not in posthoc:
-            score(generator_from_state(state, path)[0], state)
-    # The final export of a run that --max-minutes stopped between evaluations (runs from before the
-    # trainer scored that step itself): score it; the one best-export rule decides whether it is the best.
-    if (run.export / "training_info.json").is_file():
-        info = json.loads((run.export / "training_info.json").read_text())
-        if info["step"] not in in_run:
-            g = load_generator(run.export)
-            fd = posthoc[info["step"]] if info["step"] in posthoc else score(g, info, export="generator")
+            g, info = generator_from_state(state, path)
+            fd = score(g, state)
             if run.promote_if_best(g, {**info, "fd_n": qfd.n, "selection": qfd.selection()}, fd):
-                print(f"the final export (step {info['step']}) is the best so far: copied to {run.best_export}")
+                print(f"checkpoint {path.name} is the best so far: exported to {run.best_export}")
 
 
 def random_generator(args) -> None:
@@ -281,7 +274,7 @@ def main() -> None:
     p = sub.add_parser("fd-curve")
     p.add_argument("run")
     p.add_argument("--real", required=True)
-    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--n", type=int, default=QUICK_FD_N, help=f"images and samples (default {QUICK_FD_N}, as training)")
     p.set_defaults(fn=fd_curve)
     p = sub.add_parser("random-generator")
     p.add_argument("--out", required=True)

@@ -1,12 +1,10 @@
-"""scripts/release.py fd-curve: the post-hoc quick FD of a run's checkpoints and final export."""
+"""scripts/release.py fd-curve: the quick FD of checkpoints scored after training, by the trainer's rules."""
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 
 from test_train import train
 
@@ -20,35 +18,31 @@ def fd_curve(run, real):
     return p.stdout
 
 
-def test_fd_curve_scores_the_final_export_and_keeps_the_better(tiny_images, tmp_path):
+def test_fd_curve_scores_checkpoints_and_promotes_the_best(tiny_images, tmp_path):
     run = tmp_path / "run"
-    assert train(tiny_images, run, "--steps", "3", "--eval-every", "2", "--eval-real", str(tiny_images),
-                 "--eval-n", "12") == 0
-    # A run from before the trainer scored its last step: no quick FD for step 3, best = step 2.
-    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
-    in_run = next(r["fd"] for r in rows if "fd" in r and r["step"] == 3)
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows
-                                               if not ("fd" in r and r["step"] == 3)))
-    best_info = run / "generator_best" / "training_info.json"
-    info = json.loads(best_info.read_text())
-    best_info.write_text(json.dumps({**info, "step": 2, "fd_effnet_lite0": 1e9}))
-    shutil.rmtree(run / "checkpoints")  # as a run brought back from a remote GPU: exports only
+    assert train(tiny_images, run, "--steps", "4", "--ckpt-every", "2", "--keep-ckpts", "2") == 0
+    assert not (run / "generator_best").exists()  # trained without --eval-every
 
     out = fd_curve(run, tiny_images)
-    posthoc = [json.loads(ln) for ln in (run / "fd_posthoc.jsonl").read_text().splitlines()]
-    assert [(r["step"], r["export"]) for r in posthoc] == [(3, "generator")]
-    assert posthoc[0]["fd"] == pytest.approx(in_run, abs=1e-2)  # the same measurement as the trainer's
-    assert "is the best so far" in out
-    promoted = json.loads(best_info.read_text())
-    assert promoted["step"] == 3 and promoted["fd_effnet_lite0"] == pytest.approx(posthoc[0]["fd"], abs=1e-3)
-    a = load_file(run / "generator_best" / "model.safetensors")
-    b = load_file(run / "generator" / "model.safetensors")
-    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    rows = [json.loads(ln) for ln in (run / "fd_posthoc.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and all(r["fd"] > 0 and r["fd_n"] == 12 for r in rows)
+    best = json.loads((run / "generator_best" / "training_info.json").read_text())
+    assert best["fd_effnet_lite0"] == pytest.approx(min(r["fd"] for r in rows), abs=1e-3)
+    assert best["step"] == min(rows, key=lambda r: r["fd"])["step"] and "is the best so far" in out
+    assert len(best["selection"]["image_ids"]) == 12
 
-    # Already scored: a second call adds nothing. A better best is kept.
-    best_info.write_text(json.dumps({**promoted, "step": 2, "fd_effnet_lite0": -1.0}))
+    # Scored once: a second call adds nothing and keeps the best.
     assert "is the best so far" not in fd_curve(run, tiny_images)
-    assert len((run / "fd_posthoc.jsonl").read_text().splitlines()) == 1
-    (run / "fd_posthoc.jsonl").unlink()
-    assert "is the best so far" not in fd_curve(run, tiny_images)
-    assert json.loads(best_info.read_text())["step"] == 2
+    assert len((run / "fd_posthoc.jsonl").read_text().splitlines()) == 2
+
+
+def test_fd_curve_matches_the_trainers_quick_fd(tiny_images, tmp_path):
+    run = tmp_path / "run"
+    assert train(tiny_images, run, "--steps", "2", "--ckpt-every", "2", "--eval-every", "2",
+                 "--eval-real", str(tiny_images), "--eval-n", "12") == 0
+    in_run = next(json.loads(ln)["fd"] for ln in (run / "metrics.jsonl").read_text().splitlines() if '"fd"' in ln)
+    metrics = run / "metrics.jsonl"
+    metrics.write_text("".join(ln + "\n" for ln in metrics.read_text().splitlines() if '"fd"' not in ln))
+    fd_curve(run, tiny_images)
+    (row,) = [json.loads(ln) for ln in (run / "fd_posthoc.jsonl").read_text().splitlines()]
+    assert row["fd"] == pytest.approx(in_run, rel=1e-3)  # the same measurement, checkpoint or live
