@@ -107,7 +107,7 @@ def training_loop(cfg: TrainConfig, state: dict | None = None, env: DistEnv = Di
     budget = cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
     t_start, seconds_before = time.perf_counter(), trainer.train_seconds
     window = Window(trainer.step)  # img/s between log rows, maintenance excluded
-    epoch_sums, epoch = {}, trainer.epoch
+    epoch_sums, epoch, epoch_start = {}, trainer.epoch, trainer.step  # the terminal's per-epoch line
     with StopFlag() as signalled:
         interrupted = signalled.stop  # Ctrl-C / SIGTERM, here or (under torchrun) on any rank
         while trainer.step < total and not interrupted and trainer.train_seconds < budget:
@@ -141,9 +141,9 @@ def training_loop(cfg: TrainConfig, state: dict | None = None, env: DistEnv = Di
             if s % cfg.ckpt_every == 0:
                 save_checkpoint(run, trainer)
             if trainer.epoch != epoch:
-                means = ", ".join(f"{k} {float(v) / max(s - window.epoch_step, 1):.4f}" for k, v in epoch_sums.items())
+                means = ", ".join(f"{k} {float(v) / max(s - epoch_start, 1):.4f}" for k, v in epoch_sums.items())
                 progress.write(f"epoch {epoch} done at step {s}: mean {means}")
-                epoch_sums, epoch, window.epoch_step = {}, trainer.epoch, s
+                epoch_sums, epoch, epoch_start = {}, trainer.epoch, s
             window.exclude(t_maintenance, time.perf_counter())
 
         # ---- the end: what the last step leaves (unless a rerun had nothing left to do)
@@ -211,7 +211,7 @@ class Window:
     float() is where the host waits for it."""
 
     def __init__(self, step: int):
-        self.t, self.step, self.excluded, self.epoch_step = time.perf_counter(), step, 0.0, step
+        self.t, self.step, self.excluded = time.perf_counter(), step, 0.0
 
     def exclude(self, t0: float, t1: float) -> None:
         """Leave out the time from t0 to t1 (only what falls inside this window)."""
