@@ -5,13 +5,14 @@
     python benchmarks/app_latency.py --url http://127.0.0.1:7860/   # an app that is already running
     python benchmarks/app_latency.py --json reports/app_latency.json
 
-Three measurements (issue 4's targets in brackets):
+Four measurements (targets in brackets):
 1. /compare, one client, `--calls` sequential calls: p50 [< 150 ms] and p95;
-2. /interpolate with 16 frames, `--interp-calls` calls: p50 [< 1.5 s] and p95;
-3. `--clients` clients calling /compare in a loop for `--duration` s: failed requests [0],
-   throughput and latency under load;
-and, for scale, the /compare function alone in-process, and the "serving floor": a Gradio app
-whose /compare returns two fixed PNGs without any model, through the same client.
+2. /explore, one client, `--explore-calls` sequential calls with random slider offsets: p50 [< 150 ms];
+3. /interpolate with 16 frames, `--interp-calls` calls: p50 [< 1.5 s] and p95;
+4. `--clients` clients, half calling /compare and half /explore in a loop for `--duration` s:
+   failed requests [0], throughput and latency under load;
+and, for scale, the /compare and /explore functions alone in-process, and the "serving floor":
+a Gradio app whose /compare returns two fixed PNGs without any model, through the same client.
 Latency is the full round trip of Client.predict: queue, inference, PNG/GIF encoding and the
 download of the result files. Random weights cost exactly what trained ones do (same shapes).
 Exit status 1 if any request failed.
@@ -104,36 +105,54 @@ def timed(fn, n: int) -> list[float]:
     return out
 
 
+def random_offsets(rng: random.Random) -> list[float]:
+    return [round(rng.uniform(-3, 3), 1) for _ in range(6)]
+
+
 def in_process(gan: str, wgan: str, n: int, threads: int) -> dict:
-    """The /compare function itself (both models, upscale), without Gradio or HTTP: what serving adds is the rest."""
+    """The /compare and /explore functions themselves (both models, upscale), without Gradio or HTTP:
+    what serving adds is the rest."""
     import torch
-    import app
+    from demo.core import load_slot
+    from demo.endpoints import Demo
     torch.set_num_threads(threads)
-    demo = app.Demo([app.load_slot("gan", "GAN", gan, True, "cpu"), app.load_slot("wgan-gp", "WGAN-GP", wgan, True, "cpu")])
+    demo = Demo([load_slot("gan", "GAN", gan, True, "cpu"), load_slot("wgan-gp", "WGAN-GP", wgan, True, "cpu")])
+    t = time.perf_counter()
+    demo.explore(0, 1.0, [0] * 6)  # the first call finds both models' principal directions
+    directions_s = time.perf_counter() - t
     demo.compare(0, 1.0)
-    return summary(timed(lambda i: demo.compare(1000 + i, 1.0), n))
+    rng = random.Random(0)
+    return {"compare": summary(timed(lambda i: demo.compare(1000 + i, 1.0), n)),
+            "explore": summary(timed(lambda i: demo.explore(1000 + i, 1.0, random_offsets(rng)), n)),
+            "directions_s": directions_s}
 
 
 def load_test(url: str, clients: int, duration: float) -> dict:
-    """`clients` threads, one gradio_client each, calling /compare with random seeds until the deadline."""
+    """`clients` threads, one gradio_client each, until the deadline: even ones call /compare, odd
+    ones /explore, with random seeds (and offsets)."""
     from gradio_client import Client
     conns = [Client(url, verbose=False) for _ in range(clients)]
     lat, errors, lock = [], [], threading.Lock()
+    per_endpoint = {"/compare": [0, 0], "/explore": [0, 0]}  # ok, failed
     start = threading.Barrier(clients + 1)
 
-    def worker(c, rng):
+    def worker(c, rng, endpoint):
         start.wait()
         while time.perf_counter() < stop:
             t = time.perf_counter()
+            extra = [random_offsets(rng)] if endpoint == "/explore" else []
             try:
-                c.predict(rng.randrange(2**32), 1.0, api_name="/compare")
+                c.predict(rng.randrange(2**32), 1.0, *extra, api_name=endpoint)
                 with lock:
                     lat.append(time.perf_counter() - t)
+                    per_endpoint[endpoint][0] += 1
             except Exception as e:  # every failure counts; keep the first few messages
                 with lock:
-                    errors.append(f"{type(e).__name__}: {e}"[:200])
+                    errors.append(f"{endpoint}: {type(e).__name__}: {e}"[:200])
+                    per_endpoint[endpoint][1] += 1
 
-    threads = [threading.Thread(target=worker, args=(c, random.Random(i)), daemon=True) for i, c in enumerate(conns)]
+    threads = [threading.Thread(target=worker, args=(c, random.Random(i), ("/compare", "/explore")[i % 2]),
+                                daemon=True) for i, c in enumerate(conns)]
     for t in threads:
         t.start()
     stop = time.perf_counter() + duration
@@ -143,6 +162,7 @@ def load_test(url: str, clients: int, duration: float) -> dict:
         t.join()
     wall = time.perf_counter() - t0
     return {"clients": clients, "duration_s": round(wall, 1), "ok": len(lat), "failed": len(errors),
+            "by_endpoint": {k: {"ok": ok, "failed": bad} for k, (ok, bad) in per_endpoint.items()},
             "throughput_rps": len(lat) / wall, "latency": summary(lat), "first_errors": errors[:5]}
 
 
@@ -153,6 +173,7 @@ def main(argv=None) -> int:
     p.add_argument("--wgan-gp", help="same for the WGAN-GP")
     p.add_argument("--concurrency", type=int, default=2, help="app.py --concurrency for the launched app")
     p.add_argument("--calls", type=int, default=50, help="sequential /compare calls")
+    p.add_argument("--explore-calls", type=int, default=50, help="sequential /explore calls")
     p.add_argument("--interp-calls", type=int, default=10, help="sequential /interpolate calls (16 frames)")
     p.add_argument("--clients", type=int, default=20, help="concurrent clients in the load test")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of the load test")
@@ -168,16 +189,21 @@ def main(argv=None) -> int:
             for i in range(3):  # warm-up: first calls pay for lazy imports and allocator growth
                 c.predict(i, 1.0, api_name="/compare")
             c.predict(0, 1, 16, "slerp", api_name="/interpolate")
+            for i in range(3):
+                c.predict(i, 1.0, [0] * 6, api_name="/explore")
+            rng = random.Random(0)
             res = {"url": url if args.url else "launched app.py", "concurrency": None if args.url else args.concurrency,
                    "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores",
                    "load_average": list(os.getloadavg()),
                    "compare": summary(timed(lambda i: c.predict(1000 + i, 1.0, api_name="/compare"), args.calls)),
+                   "explore": summary(timed(lambda i: c.predict(1000 + i, 1.0, random_offsets(rng), api_name="/explore"),
+                                            args.explore_calls)),
                    "interpolate_16": summary(timed(lambda i: c.predict(i, i + 1, 16, "slerp", api_name="/interpolate"),
                                                    args.interp_calls)),
                    "load": load_test(url, args.clients, args.duration)}
             if proc:  # for scale: the function alone (same threads as the app), and Gradio without a model
-                res["compare_function_only"] = in_process(gan, wgan, args.calls,
-                                                          max(1, (os.cpu_count() or 1) // args.concurrency))
+                res["functions_only"] = in_process(gan, wgan, args.calls,
+                                                   max(1, (os.cpu_count() or 1) // args.concurrency))
                 proc.terminate()
                 proc.wait(10)
                 proc, floor_url = start_app(args, Path(tmp), None, None)
@@ -190,16 +216,20 @@ def main(argv=None) -> int:
                 proc.terminate()
                 proc.wait(10)
 
-    cmp, itp, load = res["compare"], res["interpolate_16"], res["load"]
+    cmp, exp, itp, load = res["compare"], res["explore"], res["interpolate_16"], res["load"]
     print(f"/compare          n={cmp['n']:3d}  p50 {cmp['p50_ms']:7.1f} ms  p95 {cmp['p95_ms']:7.1f} ms  (target p50 < 150 ms)")
+    print(f"/explore          n={exp['n']:3d}  p50 {exp['p50_ms']:7.1f} ms  p95 {exp['p95_ms']:7.1f} ms  (target p50 < 150 ms)")
     print(f"/interpolate (16) n={itp['n']:3d}  p50 {itp['p50_ms']:7.1f} ms  p95 {itp['p95_ms']:7.1f} ms  (target < 1500 ms)")
-    print(f"load: {load['clients']} clients × {load['duration_s']} s: {load['ok']} ok, {load['failed']} failed, "
+    by = ", ".join(f"{k} {v['ok']} ok / {v['failed']} failed" for k, v in load["by_endpoint"].items())
+    print(f"load: {load['clients']} clients × {load['duration_s']} s: {load['ok']} ok, {load['failed']} failed ({by}), "
           f"{load['throughput_rps']:.1f} req/s, p50 {load['latency'].get('p50_ms', float('nan')):.0f} ms, "
           f"p95 {load['latency'].get('p95_ms', float('nan')):.0f} ms")
-    if "compare_function_only" in res:
-        fn = res["compare_function_only"]
-        fl = res["compare_serving_floor"]
-        print(f"/compare function alone, in-process (no Gradio/HTTP): p50 {fn['p50_ms']:.1f} ms, p95 {fn['p95_ms']:.1f} ms")
+    if "functions_only" in res:
+        fn, fl = res["functions_only"], res["compare_serving_floor"]
+        for name in ("compare", "explore"):
+            print(f"/{name} function alone, in-process (no Gradio/HTTP): p50 {fn[name]['p50_ms']:.1f} ms, "
+                  f"p95 {fn[name]['p95_ms']:.1f} ms")
+        print(f"principal directions of both models, found in-process at the first /explore: {fn['directions_s']:.1f} s")
         print(f"serving floor (Gradio app returning two fixed PNGs):  p50 {fl['p50_ms']:.1f} ms, p95 {fl['p95_ms']:.1f} ms")
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in res['load_average'])} ({res['cpu']})")
     for e in load["first_errors"]:
