@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from animegan.checkpoint import GeneratorLoadError, load_generator
-from animegan.sampling import to_uint8, z_from_seed
+from animegan.sampling import generate, to_uint8, z_from_seed
 from demo.directions import K, Directions
 from demo.metrics import read_metrics
 
@@ -126,10 +126,7 @@ def draw(slot: Slot, z: torch.Tensor) -> np.ndarray | None:
     """B×z_dim latents → B×64×64×3 uint8, or None for a model that did not load."""
     if slot.generator is None:
         return None
-    device = next(slot.generator.parameters()).device
-    with torch.inference_mode():
-        x = slot.generator(z.to(device))  # B×3×64×64 in [-1, 1]
-    return to_uint8(x).permute(0, 2, 3, 1).numpy()  # B×64×64×3
+    return to_uint8(generate(slot.generator, z)).permute(0, 2, 3, 1).numpy()  # B×3×64×64 → B×64×64×3
 
 
 def seed_latents(slot: Slot, seeds: list[int], truncation: float) -> torch.Tensor:
