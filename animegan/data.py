@@ -6,14 +6,18 @@ CenterCrop(size). Decoded images are kept in memory as uint8 (30k × 3×64×64 =
 non-image files are skipped, counted and reported once.
 
     data = load_images("anime-faces.zip", size=64)   # .images: N×3×64×64 uint8
-    python -m animegan.data split anime-faces-96.tar --val 3000 --out data/
+    python -m animegan.data split anime-faces-96.tar --select 1000 --test 2000 --out data/
     python -m animegan.data pack data/train.tar data/train64.zip --format webp --quality 83
 
 `pack` writes the images already preprocessed (size×size), or a first-N subset with
 the original bytes (`--format keep --limit N`): a compact copy to send to a remote GPU.
 
-The split rule: files sorted by sha256 of their name; the first `--val` go to
-val.tar, the rest to train.tar — deterministic and independent of file order.
+The split rule: files sorted by sha256 of their file name; the first `--test` go to test.tar
+(the evaluation's reference and real-vs-real floor), the next `--select` to select.tar (quick FD,
+`--eval-real`, the choice of the best export), the rest to train.tar — deterministic and
+independent of file order. Model selection never sees a test image. With the defaults (select
+1000, test 2000), train.tar is byte for byte the train.tar of the older two-way `--val 3000`,
+whose val.tar held test ∪ select; `--val N` still writes that two-way split.
 """
 from __future__ import annotations
 
@@ -126,10 +130,10 @@ class LoadedImages:
 
 
 def load_images(path: str | os.PathLike, size: int = 64, limit: int | None = None,
-                progress: bool = False) -> LoadedImages:
-    """Decode all (or the first `limit`) images of a source; skip and count bad files."""
+                progress: bool = False, names: list[str] | None = None) -> LoadedImages:
+    """Decode all (or the first `limit`, or the `names` given) images of a source; skip and count bad files."""
     src = open_image_source(path)
-    names = [e[0] for e in src.entries][:limit]
+    names = [e[0] for e in src.entries][:limit] if names is None else names
     out, kept, bad = [], [], []
     for name in track(names, f"decoding {src.path.name}", unit="image", enabled=progress):
         try:
@@ -146,25 +150,41 @@ def load_images(path: str | os.PathLike, size: int = 64, limit: int | None = Non
     return LoadedImages(torch.stack(out), kept, len(bad), str(src.path))
 
 
-def split_archive(src_path: str, out_dir: str, n_val: int) -> tuple[int, int]:
-    """Write out_dir/train.tar and out_dir/val.tar by the sha256-of-name rule."""
+def split_archive(src_path: str, out_dir: str, held_out: list[tuple[str, int]]) -> dict[str, int]:
+    """Write out_dir/PART.tar for each (PART, count) of `held_out`, taken in that order from the files
+    sorted by sha256 of their name, and out_dir/train.tar with the rest; returns {part: images}.
+    All parts are written to temporary files first, so a failure replaces none of them."""
     src = open_image_source(src_path)
     names = sorted((e[0] for e in src.entries), key=lambda n: hashlib.sha256(os.path.basename(n).encode()).hexdigest())
-    if not 0 < n_val < len(names):
-        raise DataError(f"--val must be between 1 and {len(names) - 1} for {src_path}")
-    val = set(names[:n_val])
+    total = sum(k for _, k in held_out)
+    if any(k < 1 for _, k in held_out) or total >= len(names):
+        sizes = " + ".join(f"--{part} {k}" for part, k in held_out)
+        raise DataError(f"{sizes} must each be ≥ 1 and leave training images: {src_path} has {len(names)}")
+    part_of, start = {}, 0
+    for part, k in held_out:
+        part_of.update((n, part) for n in names[start:start + k])
+        start += k
+    parts = [part for part, _ in held_out] + ["train"]
     os.makedirs(out_dir, exist_ok=True)
-    for part, keep in (("val", lambda n: n in val), ("train", lambda n: n not in val)):
-        final = os.path.join(out_dir, f"{part}.tar")
-        tmp = final + ".tmp"
-        with tarfile.open(tmp, "w") as tar:
-            for name, size, mtime in src.entries:
-                if keep(name):
-                    info = tarfile.TarInfo(name)
-                    info.size, info.mtime = size, int(mtime)
-                    tar.addfile(info, io.BytesIO(src.read(name)))
-        os.replace(tmp, final)
-    return len(names) - n_val, n_val
+    tars = {part: tarfile.open(os.path.join(out_dir, f"{part}.tar.tmp"), "w") for part in parts}
+    counts = dict.fromkeys(parts, 0)
+    try:
+        for name, size, mtime in src.entries:
+            part = part_of.get(name, "train")
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = size, int(mtime)
+            tars[part].addfile(info, io.BytesIO(src.read(name)))
+            counts[part] += 1
+    except BaseException:
+        for part, tar in tars.items():
+            tar.close()
+            os.unlink(tar.name)
+        raise
+    for tar in tars.values():
+        tar.close()
+    for part in parts:
+        os.replace(os.path.join(out_dir, f"{part}.tar.tmp"), os.path.join(out_dir, f"{part}.tar"))
+    return counts
 
 
 PACK_FORMATS = {"keep": None, "png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
@@ -231,10 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m animegan.data", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sp = sub.add_parser("split", help="deterministic train/val split into two .tar files")
+    sp = sub.add_parser("split", help="deterministic train/select/test split into .tar files")
     sp.add_argument("src", help="folder, .zip or .tar of images")
-    sp.add_argument("--val", type=int, default=3000, help="images held out for validation (default: 3000)")
-    sp.add_argument("--out", required=True, help="output folder for train.tar and val.tar")
+    sp.add_argument("--select", type=int, default=None,
+                    help="images for model selection: quick FD, --eval-real, best export (default: 1000)")
+    sp.add_argument("--test", type=int, default=None,
+                    help="images for the final evaluation only (eval.fid's --real) (default: 2000)")
+    sp.add_argument("--val", type=int, default=None,
+                    help="the older two-way split: N images to val.tar, the rest to train.tar")
+    sp.add_argument("--out", required=True, help="output folder for train.tar, select.tar and test.tar")
     pp = sub.add_parser("pack", help="a compact .tar/.zip of preprocessed images (or a subset with original bytes)")
     pp.add_argument("src", help="folder, .zip or .tar of images")
     pp.add_argument("out", help="output .tar, or .zip (smaller for many small files)")
@@ -253,11 +278,15 @@ def main(argv: list[str] | None = None) -> int:
                 if psnr is not None else ""
             print(f"wrote {args.out} ({n} images, {os.path.getsize(args.out) / 1e6:.1f} MB{extra})")
             return 0
-        n_train, n_val = split_archive(args.src, args.out, args.val)
+        if args.val is not None and (args.select is not None or args.test is not None):
+            raise DataError("give either --select/--test (three-way split) or --val (two-way split), not both")
+        test, select = 2000 if args.test is None else args.test, 1000 if args.select is None else args.select
+        held_out = [("val", args.val)] if args.val is not None else [("test", test), ("select", select)]
+        counts = split_archive(args.src, args.out, held_out)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}/train.tar ({n_train} images) and {args.out}/val.tar ({n_val} images)")
+    print("wrote " + ", ".join(f"{args.out}/{part}.tar ({k} images)" for part, k in counts.items()))
     return 0
 
 

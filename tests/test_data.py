@@ -1,6 +1,7 @@
+import hashlib
+import io
 import math
 import os
-import io
 import tarfile
 import zipfile
 
@@ -108,18 +109,45 @@ def test_bad_paths_raise_one_line_errors(tmp_path):
         load_images(tmp_path / "file.txt")
 
 
-def test_split_is_deterministic_and_disjoint(tiny_images, tmp_path):
-    n_train, n_val = split_archive(str(tiny_images), str(tmp_path / "s1"), 5)
-    split_archive(str(tiny_images), str(tmp_path / "s2"), 5)
-    assert (n_train, n_val) == (19, 5)
-    v1 = [e[0] for e in open_image_source(tmp_path / "s1" / "val.tar").entries]
-    v2 = [e[0] for e in open_image_source(tmp_path / "s2" / "val.tar").entries]
-    t1 = [e[0] for e in open_image_source(tmp_path / "s1" / "train.tar").entries]
-    assert v1 == v2 and len(v1) == 5 and not set(v1) & set(t1)
+def names_in(tar):
+    return [e[0] for e in open_image_source(tar).entries]
+
+
+def test_split_is_three_way_deterministic_and_disjoint(tiny_images, tmp_path):
+    held = [("test", 5), ("select", 3)]
+    assert split_archive(str(tiny_images), str(tmp_path / "s1"), held) == {"test": 5, "select": 3, "train": 16}
+    split_archive(str(tiny_images), str(tmp_path / "s2"), held)
+    parts = {p: names_in(tmp_path / "s1" / f"{p}.tar") for p in ("train", "select", "test")}
+    for p, names in parts.items():
+        assert names == names_in(tmp_path / "s2" / f"{p}.tar")
+        assert (tmp_path / "s1" / f"{p}.tar").read_bytes() == (tmp_path / "s2" / f"{p}.tar").read_bytes()
+    assert sum(len(v) for v in parts.values()) == 24 and len(set().union(*parts.values())) == 24
+    # the rule: sha256 of the file name; first --test, next --select, the rest train
+    by_hash = sorted(os.listdir(tiny_images), key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    assert sorted(parts["test"]) == sorted(by_hash[:5]) and sorted(parts["select"]) == sorted(by_hash[5:8])
+    # the older two-way split holds out the same first 8: train.tar is byte-identical
+    assert split_archive(str(tiny_images), str(tmp_path / "v"), [("val", 8)]) == {"val": 8, "train": 16}
+    assert (tmp_path / "v" / "train.tar").read_bytes() == (tmp_path / "s1" / "train.tar").read_bytes()
+    assert sorted(names_in(tmp_path / "v" / "val.tar")) == sorted(parts["test"] + parts["select"])
+    assert not list((tmp_path / "s1").glob("*.tmp"))
+
+
+def test_split_cli_sizes_and_bad_input(tiny_images, tmp_path, capsys):
+    from animegan.data import main as data_main
+    assert data_main(["split", str(tiny_images), "--out", str(tmp_path / "o"), "--select", "2", "--test", "3"]) == 0
+    assert "test.tar (3 images)" in capsys.readouterr().out and len(names_in(tmp_path / "o" / "select.tar")) == 2
+    assert data_main(["split", str(tiny_images), "--out", str(tmp_path / "v"), "--val", "4"]) == 0
+    assert sorted(os.listdir(tmp_path / "v")) == ["train.tar", "val.tar"]
+    for bad in (["--val", "3", "--test", "2"], ["--select", "20", "--test", "4"], ["--test", "0"]):
+        assert data_main(["split", str(tiny_images), "--out", str(tmp_path / "bad"), *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").iterdir())
 
 
 def test_pack_preprocesses_or_keeps_bytes(messy, tmp_path, capsys):
-    from animegan.data import main as data_main, pack_archive
+    from animegan.data import main as data_main
+    from animegan.data import pack_archive
     ref = load_images(messy, size=16)
     # png: lossless, so loading the pack gives the very same tensors; bad files are skipped
     n, bad, psnr = pack_archive(str(messy), str(tmp_path / "p.tar"), size=16, fmt="png")
