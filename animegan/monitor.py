@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
+from PIL import Image
+from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from .checkpoint import atomic_write
+from .sampling import to_uint8
 
 
 class Progress:
@@ -116,10 +118,18 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 4) -> None:
-    """B×3×H×W in [-1, 1] → one PNG grid, written atomically."""
-    atomic_write(path, lambda tmp: save_image(images.float().cpu(), tmp, format="png", nrow=nrow,
-                                              normalize=True, value_range=(-1, 1), padding=2))
+def save_grid(images, path: str | os.PathLike, nrow: int = 4, pad_value: int = 0) -> None:
+    """B×3×H×W images (float in [-1, 1], or uint8), or a list of uint8 rows padded to the longest with
+    blank images → one PNG grid, written atomically."""
+    if isinstance(images, (list, tuple)):
+        nrow = max(len(r) for r in images)
+        blank = torch.full((3, *images[0].shape[-2:]), pad_value, dtype=torch.uint8)
+        images = torch.stack([img for r in images for img in list(r) + [blank] * (nrow - len(r))])
+    elif images.dtype != torch.uint8:
+        images = to_uint8(images)
+    grid = make_grid(images.cpu(), nrow=nrow, padding=2, pad_value=pad_value)  # 3×H'×W' uint8
+    arr = grid.permute(1, 2, 0).contiguous().numpy()
+    atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
 
 
 def plot_losses(rows: list[dict], path: str | os.PathLike, title: str = "") -> None:

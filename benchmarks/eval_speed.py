@@ -2,6 +2,8 @@
 
     python benchmarks/eval_speed.py                       # n=5000 per model, as in the README
     python benchmarks/eval_speed.py --n 1000 --threads 1  # a quicker look on a busy CPU
+    python benchmarks/eval_speed.py --real data/test.tar --train data/train.tar --n 1000 --threads 1 \
+        --ckpt checkpoints/gan --ckpt checkpoints/wgan-gp   # the release protocol, C_T included
 
 1. Feature extraction: `--images` real images (64×64 after the training preprocessing)
    through effnet-lite0 at a few batch sizes, after one warm-up batch.
@@ -47,8 +49,11 @@ def feature_speed(real: str, n_images: int, batch_sizes: list[int]) -> dict:
     return out
 
 
-def full_run(ckpts: list[str], real: str, n: int, cache: str, out: str, threads: int | None) -> float:
+def full_run(ckpts: list[str], real: str, n: int, cache: str, out: str, threads: int | None,
+             train: str | None = None) -> float:
     cmd = [sys.executable, "-m", "eval.fid", "--real", real, "--n", str(n), "--cache-dir", cache, "--out", out]
+    if train:
+        cmd += ["--train", train]
     for c in ckpts:
         cmd += ["--ckpt", c]
     if threads:
@@ -67,6 +72,7 @@ def main() -> None:
                     help="real images (default: ../shared/data/anime-faces-96.tar)")
     ap.add_argument("--n", type=int, default=5000, help="samples per model (real set needs 2n)")
     ap.add_argument("--ckpt", action="append", help="generator(s) to evaluate (default: 2 random-init exports)")
+    ap.add_argument("--train", default=None, help="training images, for C_T (their features are cached too)")
     ap.add_argument("--images", type=int, default=512, help="images for the extraction speed test")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--skip-full", action="store_true", help="only measure feature extraction")
@@ -83,9 +89,11 @@ def main() -> None:
                 torch.manual_seed(i)
                 ckpts.append(str(export_generator(Generator(), Path(tmp) / f"random-{i}")))
             cache = str(Path(tmp) / "cache")
-            result["cold_s"] = full_run(ckpts, args.real, args.n, cache, str(Path(tmp) / "cold"), args.threads)
+            result["cold_s"] = full_run(ckpts, args.real, args.n, cache, str(Path(tmp) / "cold"), args.threads,
+                                        args.train)
             print(f"eval.fid, {len(ckpts)} models × n={args.n}, cold cache: {result['cold_s']:.1f} s", flush=True)
-            result["warm_s"] = full_run(ckpts, args.real, args.n, cache, str(Path(tmp) / "warm"), args.threads)
+            result["warm_s"] = full_run(ckpts, args.real, args.n, cache, str(Path(tmp) / "warm"), args.threads,
+                                        args.train)
             print(f"eval.fid, {len(ckpts)} models × n={args.n}, warm cache: {result['warm_s']:.1f} s "
                   f"(speed-up {result['cold_s'] / result['warm_s']:.2f}×)", flush=True)
     if args.json:

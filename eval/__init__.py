@@ -1,8 +1,9 @@
 """animegan's evaluation toolkit: feature spaces, pure metrics, the `python -m eval.fid` CLI.
 
-    python -m eval.fid --ckpt checkpoints/gan --real data/val.tar --n 1500
+    python -m eval.fid --ckpt checkpoints/gan --real data/test.tar --train data/train.tar --n 1000
 
-Modules: features (extractors by name, `extract_features`), cache (on-disk
-real-feature cache), diversity (metrics as pure functions of feature matrices),
-report (JSON / Markdown / image grids), fid (the CLI).
+Modules: features (extractors by name, `extract_features`), cache (on-disk real-feature
+cache), metrics and memorisation (pure functions of feature matrices), evaluate (the
+protocol as one call, `evaluate(...)`), report (JSON / Markdown / pictures, the metric
+table METRICS), cli (the command line; `eval.fid` is its entry point).
 """

@@ -3,10 +3,11 @@
     write_report(out_dir, report, pictures)   # → report.json, report.md, *.png
     print(format_table(report))               # the same table, for the terminal
 
-`report` is the dict built by eval.fid: {"protocol", "real", "models": [row, …],
+`report` is the dict built by eval.evaluate: {"protocol", "real", "models": [row, …],
 "baseline": row}; each row holds name, source, n and a flat "metrics" dict.
 `pictures` maps a file name to a uint8 K×3×H×W batch (or a list of rows of
-images), drawn as a grid; every write is atomic (temporary file + os.replace).
+images), drawn as a grid, or to a function that draws a plot into a given path;
+every write is atomic (temporary file + os.replace).
 """
 from __future__ import annotations
 
@@ -15,11 +16,8 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
-from PIL import Image
-from torchvision.utils import make_grid
-
 from animegan.checkpoint import atomic_write
+from animegan.monitor import save_grid
 
 
 class Metric(NamedTuple):
@@ -30,20 +28,25 @@ class Metric(NamedTuple):
     better: str   # "lower" | "higher" | "floor" (closest to the real-vs-real row is best)
     fmt: str      # format of one value
     meaning: str  # one line for people
+    spread: str | None = None  # key of the value's standard error, shown as "± s" beside it
 
 
 METRICS = (
-    Metric("fid", "FID", "FID ↓", "lower", "{:.2f}", "Fréchet distance of feature means and covariances"),
+    Metric("fid", "FID", "FID ↓", "lower", "{:.2f}", "Fréchet distance of feature means and covariances; "
+           "± its bootstrap std", spread="fid_std"),
     Metric("kid", "KID", "KID×10³ ↓", "lower", "{:.2f}", "kernel (MMD²) distance, ×1000; mean over subsets"),
     Metric("precision", "Precision", "prec ↑", "higher", "{:.3f}", "share of samples inside the real manifold (k=3)"),
     Metric("recall", "Recall", "rec ↑", "higher", "{:.3f}", "share of real images inside the generated manifold (k=3)"),
     Metric("density", "Density", "dens", "floor", "{:.3f}", "≈1 like data; >1 samples crowd dense regions (k=5)"),
     Metric("coverage", "Coverage", "cov ↑", "higher", "{:.3f}", "share of real neighbourhoods hit — mode dropping (k=5)"),
+    Metric("vendi", "Vendi score", "Vendi", "floor", "{:.0f}", "effective number of distinct samples among n "
+           "(Friedman & Dieng 2023); real data's value is the target"),
     Metric("collapse", "Collapse score", "collapse", "floor", "{:.3f}", "mean NN distance of samples ÷ of real; ≈1 diverse, →0 collapse"),
     Metric("near_dup_rate", "Near-duplicate rate", "dup ↓", "lower", "{:.3f}", "share of samples with a near-duplicate sample"),
     Metric("ndb_over_k", "NDB / K", "NDB/K ↓", "lower", "{:.2f}", "share of k-means bins with a significantly different share"),
     Metric("js", "Bin JS divergence", "JS ↓", "lower", "{:.4f}", "Jensen–Shannon divergence of bin histograms (nats)"),
-    Metric("memorisation", "Memorisation ratio", "mem", "floor", "{:.3f}", "median NN dist to train ÷ held-out real's; ≪1 copying"),
+    Metric("ct", "Data-copying C_T", "C_T", "floor", "{:+.1f}", "Meehan 2020 z-score: ≪0 copies training images, "
+           "≈0 like unseen real data, ≫0 farther from the training set (underfit)"),
 )
 
 
@@ -57,7 +60,13 @@ def _cells(row: dict) -> list[str]:
     m = dict(row["metrics"])
     if m.get("kid") is not None:
         m["kid"] = m["kid"] * 1000
-    return [row["name"], str(row["n"])] + [_fmt(m.get(key), fmt) for key, _, _, _, fmt, _ in METRICS]
+    cells = [row["name"], str(row["n"])]
+    for metric in METRICS:
+        text = _fmt(m.get(metric.key), metric.fmt)
+        if metric.spread and m.get(metric.spread) is not None and m.get(metric.key) is not None:
+            text += " ± " + _fmt(m[metric.spread], metric.fmt)
+        cells.append(text)
+    return cells
 
 
 def format_table(report: dict, markdown: bool = False) -> str:
@@ -73,18 +82,6 @@ def format_table(report: dict, markdown: bool = False) -> str:
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def save_grid(images, path: Path, nrow: int = 8) -> None:
-    """uint8 K×3×H×W (or a list of such rows, padded to equal length) → one PNG."""
-    if isinstance(images, (list, tuple)):
-        nrow = max(len(r) for r in images)
-        size = images[0].shape[-2:]
-        blank = torch.full((3, *size), 255, dtype=torch.uint8)
-        images = torch.stack([img for r in images for img in list(r) + [blank] * (nrow - len(r))])
-    grid = make_grid(images, nrow=nrow, padding=2, pad_value=255)  # 3×H'×W' uint8
-    arr = grid.permute(1, 2, 0).contiguous().numpy()
-    atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
-
-
 def bin_concentration(ndb: dict, top: int = 3) -> dict:
     """How lopsided a model's NDB histogram is: the `top` bins it fills most, their share of the
     samples and of the real images, and how many bins get no sample at all."""
@@ -92,6 +89,52 @@ def bin_concentration(ndb: dict, top: int = 3) -> dict:
     bins = sorted(range(len(fake)), key=lambda i: (-fake[i], i))[:top]
     return {"bins": bins, "fake_share": sum(fake[i] for i in bins), "real_share": sum(real[i] for i in bins),
             "empty_bins": sum(1 for f in fake if f == 0), "k": len(fake)}
+
+
+def ct_reading(ct) -> str:
+    """C_T in words (|C_T| > 3 is beyond what a held-out real sample gives by chance, p < 0.003)."""
+    if ct is None or (isinstance(ct, float) and math.isnan(ct)):
+        return "not measured (needs --train)"
+    if ct < -3:
+        return "copying: the samples sit closer to their nearest training image than unseen real images do"
+    if ct > 3:
+        return ("underfitting, not copying: the samples sit farther from the training set than unseen real "
+                "images do")
+    return "no sign of copying: the samples sit as close to the training set as unseen real images do"
+
+
+def fid_overlaps(rows: list[dict]) -> list[str]:
+    """For each pair of rows, whether their FID intervals (point ± 2 bootstrap std) overlap."""
+    out = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            ma, mb = a["metrics"], b["metrics"]
+            if ma.get("fid_std") is None or mb.get("fid_std") is None:
+                continue
+            gap, reach = abs(ma["fid"] - mb["fid"]), 2 * (ma["fid_std"] + mb["fid_std"])
+            verdict = ("overlap: the difference is within the sampling noise at this n" if gap <= reach else
+                       "do not overlap: the difference is larger than the sampling noise at this n")
+            out.append(f"{a['name']} ({ma['fid']:.1f} ± {2 * ma['fid_std']:.1f}) vs {b['name']} ({mb['fid']:.1f} ± "
+                       f"{2 * mb['fid_std']:.1f}): the FID intervals {verdict}.")
+    return out
+
+
+def plot_distances(path, samples, heldout, title: str) -> None:
+    """Histograms of each sample's and each held-out image's distance to its nearest training image."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    bins = 40
+    ax.hist(heldout, bins=bins, alpha=0.6, density=True, label=f"held-out real (n={len(heldout)})")
+    ax.hist(samples, bins=bins, alpha=0.6, density=True, label=f"samples (n={len(samples)})")
+    ax.set_xlabel("distance to the nearest training image (feature space)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
 
 
 def _markdown(report: dict, pictures: dict) -> str:
@@ -102,12 +145,28 @@ def _markdown(report: dict, pictures: dict) -> str:
           f"real split of the same size — the floor each number can reach. FID/KID depend on n and on the "
           f"feature space: compare rows of this table, not numbers across reports.", "",
           format_table(report, markdown=True), ""]
+    overlaps = fid_overlaps(report["models"])
+    if overlaps:
+        md += ["**Is the FID difference real?** Interval = FID ± 2 bootstrap std "
+               f"({p.get('fid_bootstrap_rounds', '?')} resamples of both sets):", ""]
+        md += [f"- {o}" for o in overlaps] + [""]
     if report.get("warnings"):
         md += ["**Warnings:**", ""] + [f"- {w}" for w in report["warnings"]] + [""]
     md += ["## What the columns mean", ""] + [f"- **{m.title}** — {m.meaning}" for m in METRICS] + [""]
     for row in report["models"] + ([report["baseline"]] if report.get("baseline") else []):
         md += [f"## {row['name']}", "", f"Source: `{row['source']}` ({row['kind']}, n = {row['n']}"
                + (f", {row['skipped']} unreadable files skipped" if row.get("skipped") else "") + ")", ""]
+        m, base = row["metrics"], (report.get("baseline") or {}).get("metrics", {})
+        if m.get("vendi") is not None:
+            md += [f"Vendi: about {m['vendi']:.0f} distinct faces per {row['n']} samples (real data: about "
+                   f"{base.get('vendi', float('nan')):.0f} per {row['n']})."]
+        if m.get("ct") is not None:
+            md += [f"Data copying: C_T = {m['ct']:+.1f} — {ct_reading(m['ct'])}."]
+        if row.get("selection"):
+            sel = row["selection"]
+            md += [f"Selected on {sel['n']} images of `{sel['source']}`, {sel['overlap']} of them among the real "
+                   f"images of this evaluation."]
+        md += [""]
         ndb = row.get("ndb") or {}
         if ndb:
             md += [f"NDB: {ndb['ndb']} of {ndb['k']} bins differ (α = {ndb['alpha']}); "
@@ -126,14 +185,20 @@ def _markdown(report: dict, pictures: dict) -> str:
 
 
 def write_report(out_dir, report: dict, pictures: dict) -> Path:
-    """Write images first, then report.json and report.md; returns the folder."""
+    """Write pictures first, then report.json and report.md; returns the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name, imgs in pictures.items():
-        if imgs is not None and len(imgs):
-            save_grid(imgs, out / name)
+    drawn = set()
+    for name, pic in pictures.items():
+        if callable(pic):
+            pic(out / name)
+        elif pic is not None and len(pic):
+            save_grid(pic, out / name, nrow=8, pad_value=255)
+        else:
+            continue
+        drawn.add(name)
     text = json.dumps(report, indent=2, allow_nan=True) + "\n"
     atomic_write(out / "report.json", lambda tmp: Path(tmp).write_text(text))
-    md = _markdown(report, {k for k, v in pictures.items() if v is not None and len(v)})
+    md = _markdown(report, drawn)
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(md))
     return out

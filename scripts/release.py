@@ -6,6 +6,7 @@
         --ckpt checkpoints/gan --ckpt checkpoints/wgan-gp --out docs/figures
     python scripts/release.py publish-metrics reports/release/report.json --to checkpoints
     python scripts/release.py model-card checkpoints/gan --run runs/gan
+    python scripts/release.py model-card checkpoints/gan    # only its evaluation section
 
 fd-curve: the quick FD of `--eval-every` (effnet-lite0 features, the same latents, the
 same held-out images) for every kept checkpoint of a run that has none in metrics.jsonl,
@@ -13,7 +14,8 @@ appended to RUN/fd_posthoc.jsonl (resumable); a checkpoint that beats the run's 
 becomes RUN/generator_best/ by the trainer's own rule (RunDir.promote_if_best). figures: loss curves, FD against training
 time, fixed-noise grids through training, and a side-by-side of the shipped generators on
 the same seeds. publish-metrics: each model's row of an eval report as
-checkpoints/NAME/metrics.json, which the demo's metrics tab reads.
+checkpoints/NAME/metrics.json with the sha256 of the weights it describes, which the demo's
+metrics tab reads. model-card: the model card (README.md) and samples.png of a shipped generator.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from animegan.checkpoint import list_checkpoints, load_generator, load_state, write_json
+from animegan.checkpoint import list_checkpoints, load_generator, load_state, weights_sha256, write_json
 from animegan.config import QUICK_FD_N, SEED_OFFSET
 from animegan.export import export_generator, generator_from_state
 from animegan.models import Generator
@@ -162,17 +164,27 @@ def figures(args) -> None:
 
 
 def publish_metrics(args) -> None:
+    """Each generator row of an eval report → checkpoints/NAME/metrics.json, stamped with the sha256 of
+    the weights it describes; a row whose evaluated weights differ from the folder's is not published."""
     report = json.loads(Path(args.report).read_text())
+    p, base = report["protocol"], report.get("baseline") or {}
+    real = report.get("real", {})
+    source = f"`{real.get('source', '?')}`" + (f" minus the images of {', '.join(real['exclude'])}"
+                                               if real.get("exclude") else "")
     for row in report["models"]:
         target = Path(args.to) / row["name"]
-        if not (target / "config.json").exists():
+        if row["kind"] != "generator" or not (target / "config.json").exists():
             continue
-        p, base = report["protocol"], report.get("baseline") or {}
+        sha = weights_sha256(target)
+        if Path(row["source"]).is_dir() and weights_sha256(row["source"]) != sha:
+            print(f"skipped {target}: the report evaluated other weights ({row['source']})")
+            continue
         write_json(target / "metrics.json", {
-            "name": row["name"], "n": row["n"], "features": p["features"], "metrics": row["metrics"],
-            "real_vs_real": base.get("metrics", {}),
-            "protocol": f"{p['n']} samples (seed {p['seed']}) vs {p['n']} held-out real images "
-                        f"({p['real_split']}); {p['preprocess']}; see docs/report.md"})
+            "name": row["name"], "n": row["n"], "features": p["features"], "weights_sha256": sha,
+            "metrics": row["metrics"], "real_vs_real": base.get("metrics", {}),
+            "protocol": f"{p['n']} samples (seed {p['seed']}) vs {p['n']} held-out real images of {source} "
+                        f"({p['real_split']}); {p['preprocess']}; FID ± its std over {p.get('fid_bootstrap_rounds')} "
+                        f"bootstrap resamples; C_T with {p.get('ct_cells')} cells; see docs/evaluation.md"})
         print(f"wrote {target / 'metrics.json'}")
 
 
@@ -209,22 +221,27 @@ images = G(sample_z(16, 100, seed=0))                # 16×3×64×64 in [-1, 1]
 
 ## Training
 
-- Data: {n_images} training images (the held-out split of `python -m animegan.data split
-  anime-faces-96.tar --val 3000` was never trained on).
+- Data: {n_images} training images: the train split of `python -m animegan.data split
+  anime-faces-96.tar --select 1000 --test 2000` (the 3,000 held-out images were never trained on).
 - Budget: {steps} generator steps, {epochs} epochs, {images:,} real images shown to the
   discriminator, {duration} of training wall time on {device} with {threads} thread(s), {autocast} autocast.
 - Config: batch {batch_size}, {optimizer} lr {lr_g}, n_critic {n_critic}, critic norm
   `{critic_norm}`, EMA decay {ema_decay}, seed {seed}. Full config: `training_info.json`.
 - {source}
 
-## Evaluation
+{evaluation}"""
+
+EVALUATION = """## Evaluation
 
 {protocol}
 
 {table}
 
-Full report, pictures and the commands that reproduce every number: `docs/report.md`.
-The metrics above are in `metrics.json`, which the demo's metrics tab reads.
+{readings}
+
+Full report, pictures and the commands that reproduce every number: `docs/report.md`; what each
+number means: `docs/evaluation.md`. The metrics above are in `metrics.json` (with the sha256 of the
+weights they describe), which the demo's metrics tab reads.
 """
 
 FIXES = {"gan": "Discriminator with BatchNorm, BCE on logits, Adam 2e-4 (0.5, 0.999).",
@@ -236,16 +253,35 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
 
 
-def model_card(args) -> None:
-    from eval.report import format_table
-    d = Path(args.dir)
-    info = json.loads((d / "training_info.json").read_text())
-    c = info["config"]
+def _evaluation(d: Path) -> str:
+    """The card's evaluation section, from metrics.json."""
+    from eval.report import ct_reading, format_table
     m = json.loads((d / "metrics.json").read_text())
     protocol = (f"Features `{m['features']}`; {m['protocol']}. The last row is a second real split of "
                 f"equal size: the floor each number can reach at this n.")
     table = format_table({"models": [m], "baseline": {"name": "real-vs-real", "n": m["n"],
                                                       "metrics": m["real_vs_real"]}}, markdown=True)
+    got, floor = m["metrics"], m["real_vs_real"]
+    readings = []
+    if got.get("vendi") is not None:
+        readings.append(f"About {got['vendi']:.0f} distinct faces per {m['n']} samples (Vendi score; real data: "
+                        f"about {floor.get('vendi', float('nan')):.0f}).")
+    if got.get("ct") is not None:
+        readings.append(f"Data copying: C_T = {got['ct']:+.1f} — {ct_reading(got['ct'])}.")
+    return EVALUATION.format(protocol=protocol, table=table, readings=" ".join(readings))
+
+
+def model_card(args) -> None:
+    d = Path(args.dir)
+    if not args.run:  # the run folder is gone: re-render only the evaluation section of the card
+        card = (d / "README.md").read_text()
+        if "## Evaluation" not in card:
+            raise SystemExit(f"{d / 'README.md'} has no evaluation section; give --run to write a whole card")
+        (d / "README.md").write_text(card[:card.index("## Evaluation")] + _evaluation(d))
+        print(f"wrote the evaluation section of {d / 'README.md'}")
+        return
+    info = json.loads((d / "training_info.json").read_text())
+    c = info["config"]
     g = load_generator(d)
     from torchvision.utils import save_image
     z = torch.stack([sample_z(1, g.z_dim, seed=i)[0] for i in range(16)])
@@ -261,8 +297,7 @@ def model_card(args) -> None:
                        epochs=info["epoch"], images=info["step"] * c["batch_size"] * c["n_critic"],
                        duration=_duration(info.get("train_seconds") or 0), source=source,
                        device=args.machine or rc.get("device", "?"), threads=rc.get("threads") or "default",
-                       autocast=rc.get("autocast", "fp32"),
-                       protocol=protocol, table=table, **{k: c[k] for k in (
+                       autocast=rc.get("autocast", "fp32"), evaluation=_evaluation(d), **{k: c[k] for k in (
                            "batch_size", "optimizer", "lr_g", "n_critic", "critic_norm", "ema_decay", "seed")})
     (d / "README.md").write_text(text)
     print(f"wrote {d / 'README.md'} and {d / 'samples.png'}")
@@ -293,7 +328,8 @@ def main() -> None:
     p.set_defaults(fn=publish_metrics)
     p = sub.add_parser("model-card")
     p.add_argument("dir", help="a shipped generator folder holding training_info.json and metrics.json")
-    p.add_argument("--run", required=True, help="the run folder it came from")
+    p.add_argument("--run", help="the run folder it came from (without it, only the card's evaluation "
+                   "section is rewritten from metrics.json)")
     p.add_argument("--machine", default="", help="what it trained on, e.g. 'one NVIDIA H100 80GB' "
                    "(default: the run's device)")
     p.set_defaults(fn=model_card)

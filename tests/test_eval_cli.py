@@ -1,15 +1,16 @@
 """`python -m eval.fid` end to end on tiny synthetic sets, and its bad-input handling."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from animegan.checkpoint import export_generator
 from animegan.models import Generator
-from eval import fid
+from eval import cli
 from eval.testing import write_images
 
-FAST = ["--n", "20", "--kid-subsets", "5", "--ndb-k", "4"]
+FAST = ["--n", "20", "--kid-subsets", "5", "--ndb-k", "4", "--bootstrap", "3", "--ct-cells", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def sets(tmp_path_factory):
 
 
 def run(args, capsys):
-    rc = fid.main([str(a) for a in args])
+    rc = cli.main([str(a) for a in args])
     out = capsys.readouterr()
     return rc, out.out, out.err
 
@@ -40,15 +41,19 @@ def test_end_to_end_report_and_warm_cache(sets, tmp_path, capsys):
     assert rep["real"]["features_from_cache"] is False and rep["real"]["train_n"] == 30
     for row in rep["models"] + [rep["baseline"]]:
         m = row["metrics"]
-        assert {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "collapse",
-                "near_dup_rate", "ndb_over_k", "js", "memorisation"} <= set(m)
-        assert m["fid"] >= -1e-3 and 0 <= m["coverage"] <= 1 and m["memorisation"] > 0
+        assert {"fid", "fid_std", "kid", "kid_std", "precision", "recall", "density", "coverage", "collapse",
+                "near_dup_rate", "ndb_over_k", "js", "vendi", "ct", "memorisation"} <= set(m)
+        assert m["fid"] >= -1e-3 and 0 <= m["coverage"] <= 1 and m["memorisation"] > 0 and m["fid_std"] > 0
+        assert 1 <= m["vendi"] <= row["n"]
     # The untrained generator is far from the data; a second real split is close to it.
     gen, base = rep["models"][0]["metrics"], rep["baseline"]["metrics"]
     assert gen["fid"] > 2 * base["fid"] and gen["coverage"] < base["coverage"]
+    assert gen["ct"] > 3 and abs(base["ct"]) < 3  # far from the training set: underfitting, not "fine"
     md = (tmp_path / "a" / "report.md").read_text()
     assert "real-vs-real" in md and "effnet-lite0" in md
-    for name in ["samples_gen.png", "closest_pairs_gen.png", "memorisation_gen.png", "samples_real-vs-real.png"]:
+    assert "underfitting, not copying" in md and "distinct faces per 20" in md and "FID intervals" in md
+    for name in ["samples_gen.png", "closest_pairs_gen.png", "memorisation_gen.png", "nn_distances_gen.png",
+                 "samples_real-vs-real.png"]:
         assert (tmp_path / "a" / name).stat().st_size > 0 and f"]({name})" in md
     assert "real-vs-real" in out and "FID" in out
     # how lopsided each histogram is, from the same shares as the report's NDB
@@ -77,6 +82,23 @@ def test_n_larger_than_real_set_and_corrupt_image_warn(sets, tmp_path, capsys):
     assert "skipped 1 unreadable" in err and "fewer than 2×--n=200" in err and "using n=22" in err
     rep = json.loads((tmp_path / "o" / "report.json").read_text())
     assert rep["protocol"]["n"] == 22 and rep["real"]["skipped"] == 1 and rep["warnings"]
+
+
+def test_selection_overlap_warns(sets, tmp_path):
+    from animegan.data import open_image_source
+    from animegan.quickfd import image_ids
+    from eval.evaluate import _overlap, _selection
+    real_names = [e[0] for e in open_image_source(sets["real"]).entries]
+    torch.manual_seed(1)
+    info = {"selection": {"source": "select.tar", "n": 4, "image_ids": image_ids(real_names[:4])}}
+    export_generator(Generator(ngf=8), tmp_path / "chosen", extra=info)
+    spec = {"name": "chosen", "selection": _selection(str(tmp_path / "chosen"))}
+    assert _selection(str(sets["gen"])) is None  # no record: nothing to check
+    notes = []
+    used = set(image_ids([Path(n).stem + ".webp" for n in real_names[:40]]))  # ids ignore the format
+    assert _overlap(spec, used, 40, notes) == {"source": "select.tar", "n": 4, "overlap": 4}
+    assert len(notes) == 1 and "selected on 4 of the 40 real images" in notes[0] and "--exclude" in notes[0]
+    assert _overlap(spec, set(image_ids(real_names[4:44])), 40, notes)["overlap"] == 0 and len(notes) == 1
 
 
 def one_line_error(rc, out, err, *words):
@@ -108,7 +130,7 @@ def test_bad_input_is_one_line_and_exit_2(sets, tmp_path, capsys):
     one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--n", "5", *base[:4]], capsys), "--n")
     assert not (tmp_path / "r").exists()  # nothing half-written
     with pytest.raises(SystemExit) as e:  # argparse: neither --ckpt nor --fake
-        fid.main(["--real", str(sets["real"])])
+        cli.main(["--real", str(sets["real"])])
     assert e.value.code == 2
 
 
