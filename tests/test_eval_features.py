@@ -11,16 +11,11 @@ from PIL import Image
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from animegan import features as F
+from animegan.features import EffNetLite0
 from animegan.quickfd import image_ids
 from eval import cache as fcache
 from eval.cache import cached_features
-from eval.features import (
-    EFFNET,
-    EffNetLite0,
-    FeatureError,
-    build_extractor,
-    extract_features,
-)
+from eval.features import EFFNET, FeatureError, build_extractor, extract_features
 from eval.testing import write_images
 
 # ImageNet-labelled photos that ship inside packages the project requires (gradio, matplotlib).
