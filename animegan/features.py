@@ -23,7 +23,6 @@ import contextlib
 import functools
 import hashlib
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -35,6 +34,8 @@ from torch_fidelity.metric_fid import (
     fid_statistics_to_metric,
 )
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+from .monitor import track
 
 EFFNET = "effnet-lite0"
 
@@ -178,10 +179,8 @@ def extract(images_uint8: torch.Tensor, extractor: FeatureExtractorBase, batch_s
     if not (torch.is_tensor(images_uint8) and images_uint8.dtype == torch.uint8 and images_uint8.dim() == 4):
         raise ValueError("extract expects a uint8 N×3×H×W tensor")
     dev = next(extractor.parameters()).device
-    chunks = range(0, len(images_uint8), batch_size)
-    if progress:
-        from tqdm import tqdm
-        chunks = tqdm(chunks, desc=f"features ({extractor.get_name()})", unit="batch", leave=False, file=sys.stderr)
+    chunks = track(range(0, len(images_uint8), batch_size), f"features ({extractor.get_name()})", unit="batch",
+                   enabled=progress)
     out = []
     # fp32 even when called inside a training step's autocast region
     with exact_matmul(), torch.autocast(dev.type, enabled=PRECISION["autocast"]):
