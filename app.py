@@ -30,7 +30,8 @@ from demo.links import restore_and_link
 from demo.tabs import about_tab, compare_tab, interpolate_tab
 
 HERE = Path(__file__).resolve().parent
-CSS = "#gan-image img, #wgan-image img, #explore-gan img, #explore-wgan img, .pixelated img { image-rendering: pixelated; }"
+CSS = ("#gan-image img, #wgan-image img, #explore-gan img, #explore-wgan img, .pixelated img "
+       "{ image-rendering: pixelated; }")
 
 
 def build_demo(demo_fns: Demo, concurrency: int = 2) -> gr.Blocks:

@@ -17,10 +17,10 @@ from demo.directions import K
 from demo.endpoints import THUMB_OFFSETS, Demo
 from demo.tabs import PRIVATE, downloads
 
-API_DESCRIPTION = (f"seed (0 … {MAX_SEED}) and truncation ({TRUNC_MIN} … {TRUNC_MAX}) as in /compare; offsets: a list "
-                   f"of {K} numbers, each from -{OFFSET_MAX:g} to {OFFSET_MAX:g}, how far to move along each model's own "
-                   f"first {K} principal directions, in standard deviations. Returns the GAN's and the WGAN-GP's "
-                   "face, 320×320 PNG.")
+API_DESCRIPTION = (f"seed (0 … {MAX_SEED}) and truncation ({TRUNC_MIN} … {TRUNC_MAX}) as in /compare; "
+                   f"offsets: a list of {K} numbers, each from -{OFFSET_MAX:g} to {OFFSET_MAX:g}, how far to move "
+                   f"along each model's own first {K} principal directions, in standard deviations. "
+                   "Returns the GAN's and the WGAN-GP's face, 320×320 PNG.")
 EXPLAINED = """A **principal direction** is an axis along which a model's first-block activations vary most
 over random noise (PCA of the 512×4×4 map after its first BatchNorm/ReLU), carried back to a step in z;
 slider *i* moves each model along *its own* direction *i*, in standard deviations of that axis.

@@ -69,7 +69,8 @@ def _page_url(request: gr.Request | None) -> str:
     return headers.get("referer", "")
 
 
-def restore_and_link(blocks: gr.Blocks, d, tabs: gr.Tabs, tab_blocks: dict, compare, explore, link: gr.Textbox, lane: dict) -> None:
+def restore_and_link(blocks: gr.Blocks, d, tabs: gr.Tabs, tab_blocks: dict, compare, explore, link: gr.Textbox,
+                     lane: dict) -> None:
     """Wire the URL state: restore it on page load, keep Compare and Explore on one seed and
     truncation when switching tabs, and refresh the copyable link after every change."""
     private = dict(api_visibility="private")
@@ -105,12 +106,15 @@ def restore_and_link(blocks: gr.Blocks, d, tabs: gr.Tabs, tab_blocks: dict, comp
         got = follow(seed_e, trunc_e, seed_c, trunc_c, d.compare)
         return ("compare", *(got or [gr.skip()] * len(compare_out)))
 
-    tab_blocks["explore"].select(to_explore, [compare.seed, compare.trunc, explore.seed, explore.trunc,
-                                              explore.offsets], [tab_now, *explore_out], **private, **lane).then(**link_io)
+    explore_in = [compare.seed, compare.trunc, explore.seed, explore.trunc, explore.offsets]
+    tab_blocks["explore"].select(to_explore, explore_in, [tab_now, *explore_out], **private, **lane).then(**link_io)
     tab_blocks["compare"].select(to_compare, [explore.seed, explore.trunc, compare.seed, compare.trunc],
                                  [tab_now, *compare_out], **private, **lane).then(**link_io)
     for name in ("interpolate", "about"):
         tab_blocks[name].select(lambda n=name: n, None, tab_now, queue=False, **private).then(**link_io)
+
+    restored = [tabs, tab_now, compare.seed, compare.trunc, explore.seed, explore.trunc, *explore.sliders,
+                explore.offsets, *compare.images, *explore.images, *explore.strips]
 
     def restore(request: gr.Request):
         state, problems = parse_query(dict(getattr(request, "query_params", None) or {}))
@@ -118,14 +122,11 @@ def restore_and_link(blocks: gr.Blocks, d, tabs: gr.Tabs, tab_blocks: dict, comp
             gr.Warning(p)
         tab = state.get("tab")
         out = [gr.Tabs(selected=tab) if tab else gr.skip(), tab or gr.skip()]
-        if not {"seed", "trunc", "offsets"} & state.keys():
-            return out + [gr.skip()] * (4 + len(zeros) + 1 + len(compare.images) + len(explore.images)
-                                        + len(explore.strips))
+        if not {"seed", "trunc", "offsets"} & state.keys():  # nothing to draw: the page already shows the defaults
+            return out + [gr.skip()] * (len(restored) - len(out))
         seed, trunc = state.get("seed", DEFAULT_SEED), state.get("trunc", 1.0)
         offsets = state.get("offsets", zeros)
         return (out + [seed, trunc, seed, trunc, *offsets, offsets]
                 + list(d.compare(seed, trunc)) + list(explore.everything(seed, trunc, offsets)))
 
-    restored = [tabs, tab_now, compare.seed, compare.trunc, explore.seed, explore.trunc, *explore.sliders,
-                explore.offsets, *compare.images, *explore.images, *explore.strips]
     blocks.load(restore, None, restored, **private, **lane).then(**link_io)

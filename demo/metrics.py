@@ -103,6 +103,7 @@ def metrics_markdown(slots) -> str:
     protocols = [f"- **{s.title}**: n = {s.metrics.get('n', '?')}, features `{s.metrics.get('features', '?')}`; "
                  f"{s.metrics.get('protocol', 'protocol not recorded')}" for s in slots if s.metrics]
     if len({(s.metrics.get("n"), s.metrics.get("features"), s.metrics.get("protocol")) for s in slots if s.metrics}) > 1:
-        notes.append("- ⚠️ The two checkpoints were measured with different protocols: their numbers are not comparable.")
+        notes.append("- ⚠️ The two checkpoints were measured with different protocols: "
+                     "their numbers are not comparable.")
     return "\n".join([head, *rows, "", "Bold: the better model on that row. *Real vs real* compares two disjoint "
                       "sets of real images: the floor each number can reach.", "", *protocols, *notes])

@@ -54,8 +54,10 @@ def compare_tab(d: Demo, lane: dict) -> SimpleNamespace:
         trunc = gr.Slider(TRUNC_MIN, TRUNC_MAX, value=1.0, step=0.05, label="Truncation (scale of z)", scale=3)
         go = gr.Button("Generate", variant="primary", elem_id="generate", scale=1)
     with gr.Row():
-        out_a = gr.Image(first[0], label=slots[0].title, format="png", elem_id="gan-image", interactive=False, height=340)
-        out_b = gr.Image(first[1], label=slots[1].title, format="png", elem_id="wgan-image", interactive=False, height=340)
+        out_a = gr.Image(first[0], label=slots[0].title, format="png", elem_id="gan-image", interactive=False,
+                         height=340)
+        out_b = gr.Image(first[1], label=slots[1].title, format="png", elem_id="wgan-image", interactive=False,
+                         height=340)
     with gr.Accordion("More seeds: a grid of the next ones", open=False):
         with gr.Row():
             show_grid = gr.Checkbox(False, label="Also draw the next seeds on every Generate")

@@ -46,7 +46,8 @@ def model_dirs(tmp_path_factory):
     export_generator(Generator(ngf=8), root / "wgan-gp")
     (root / "gan" / "metrics.json").write_text(json.dumps(
         {"name": "gan", "n": 100, "features": "effnet-lite0", "metrics": {"fid": 41.5, "kid": 0.03, "ndb": 7},
-         "real_vs_real": {"fid": 3.25, "kid": 2e-05}, "protocol": "tiny", "weights_sha256": weights_sha256(root / "gan")}))
+         "real_vs_real": {"fid": 3.25, "kid": 2e-05}, "protocol": "tiny",
+         "weights_sha256": weights_sha256(root / "gan")}))
     (root / "wgan-gp" / "metrics.json").write_text(json.dumps(  # scores of weights that are gone
         {"name": "wgan-gp", "n": 100, "metrics": {"fid": 12.0}, "weights_sha256": "0" * 64}))
     return root / "gan", root / "wgan-gp"
