@@ -92,6 +92,10 @@ def metrics_markdown(slots) -> str:
         best = _best(m, values, floor)
         if best is not None:
             cells[best] = f"**{cells[best]}**"
+        spread = getattr(m, "spread", None)  # the key of the value's standard error, when the row has one
+        if spread:
+            cells = [c if _value(t, spread) is None or v is None else f"{c} ± {_fmt(_value(t, spread), m.fmt)}"
+                     for c, v, t in zip(cells, values, tables)]
         floor_text = " / ".join(dict.fromkeys(_fmt(f, m.fmt) for f in floor_values)) or "–"
         rows.append(f"| {m.name} | {BETTER.get(m.better, m.better)} | " + " | ".join(cells)
                     + f" | {floor_text} | {m.meaning} |")

@@ -45,7 +45,8 @@ def model_dirs(tmp_path_factory):
     torch.manual_seed(1)
     export_generator(Generator(ngf=8), root / "wgan-gp")
     (root / "gan" / "metrics.json").write_text(json.dumps(
-        {"name": "gan", "n": 100, "features": "effnet-lite0", "metrics": {"fid": 41.5, "kid": 0.03, "ndb": 7},
+        {"name": "gan", "n": 100, "features": "effnet-lite0",
+         "metrics": {"fid": 41.5, "fid_std": 0.25, "kid": 0.03, "ndb": 7},
          "real_vs_real": {"fid": 3.25, "kid": 2e-05}, "protocol": "tiny",
          "weights_sha256": weights_sha256(root / "gan")}))
     (root / "wgan-gp" / "metrics.json").write_text(json.dumps(  # scores of weights that are gone
@@ -233,7 +234,7 @@ def test_missing_default_checkpoint_is_named_with_how_to_fix(tmp_path, model_dir
     gan, wgan = demo.compare(3, 1.0)  # the loaded model still answers
     assert gan.shape == (320, 320, 3) and wgan is None
     assert demo.explore(3, 1.0, [1, 0, 0, 0, 0, 0])[1] is None
-    assert "| FID | lower ↓ | 41.50 | – | 3.25 |" in metrics_markdown(demo.slots)
+    assert "| FID | lower ↓ | 41.50 ± 0.25 | – | 3.25 |" in metrics_markdown(demo.slots)  # with its spread
     nothing = Demo([missing, missing])
     assert "No evaluation results" in metrics_markdown(nothing.slots)
     with pytest.raises(gr.Error, match="No generator is loaded"):
