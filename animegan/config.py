@@ -60,6 +60,10 @@ class TrainConfig:
     precision: str = _f("auto", "auto (bf16 on CPUs that support it, AMP on CUDA) | fp32 | bf16 | fp16",
                         ("auto", "fp32", "bf16", "fp16"))
     threads: int = _f(0, "CPU threads for torch (0 = torch's default)")
+    step_impl: str = _f("auto", "who runs the training step: eager (the reference) | graph (CUDA: the whole step as "
+                        "one CUDA graph) | compile (torch.compile) | auto (the measured best for the device and "
+                        "model, else eager); the math and the random streams are the same",
+                        ("auto", "eager", "graph", "compile"))
     sync_bn: str = _f("off", "under torchrun with several processes on CUDA: generator BatchNorm statistics per "
                       "process (off) or over the global batch (on, SyncBatchNorm)", ("off", "on"))
     # --- outputs

@@ -92,7 +92,8 @@ def training_loop(cfg: TrainConfig, state: dict | None = None, env: DistEnv = Di
         run.path.mkdir(parents=True, exist_ok=True)
         write_json(run.config, {**cfg.to_dict(), "images": trainer.n, "skipped_files": data.skipped,
                                 "total_steps": total, "epochs_at_end": round(total * cfg.n_critic / trainer.batches_per_epoch, 3),
-                                "device": str(device), "world_size": env.world, "autocast": trainer.precision})
+                                "device": str(device), "world_size": env.world, "autocast": trainer.precision,
+                                "step_impl_used": trainer.step_impl})
         log = MetricsLog(run.metrics, resume_step=trainer.step if state else None)
         quick_fd = QuickFD(cfg.eval_real, cfg.eval_n, cfg.z_dim, cfg.seed + SEED_OFFSET["quick_fd"], cfg.img_size, device) \
             if cfg.eval_every else None
@@ -100,7 +101,8 @@ def training_loop(cfg: TrainConfig, state: dict | None = None, env: DistEnv = Di
             if env.world > 1 else ""
         print(f"{'resuming' if state else 'starting'} {run.path} at step {trainer.step}: {cfg.model}, {trainer.n} "
               f"images, {total} generator steps ({trainer.batches_per_epoch} batches of {cfg.batch_size} per epoch, "
-              f"{cfg.n_critic} per step), device {device}, precision {trainer.precision}{procs}", file=sys.stderr)
+              f"{cfg.n_critic} per step), device {device}, precision {trainer.precision}, step {trainer.step_impl}{procs}",
+              file=sys.stderr)
 
     # ---- the loop
     progress = Progress(total, initial=trainer.step, unit="step", enabled=main_rank)

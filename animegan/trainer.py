@@ -9,12 +9,16 @@ one generator step, then updates the generator's exponential moving average (EMA
     images = trainer.sample(trainer.fixed_z)      # the EMA generator, BatchNorm recalibrated
 
 All randomness (init, data order, z, ε of the penalty) comes from seeded generators whose state
-is part of `state_dict()`, so a resumed run continues exactly where it stopped.
+is part of `state_dict()`, so a resumed run continues exactly where it stopped. A step is drawn
+first (`draw_inputs`: real batches and noise, in the streams' order), then computed (`update`:
+D phase, G phase). `--step-impl` chooses who runs `update`: eagerly (the reference), or the
+same code replayed as one CUDA graph or compiled (faststep.py).
 """
 from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,6 +28,7 @@ from .checkpoint import CheckpointError
 from .config import SEED_OFFSET, TrainConfig, UsageError
 from .data import LoadedImages
 from .distributed import DistEnv, wrap
+from .faststep import make_fast_step, portable_optimizer_state
 from .losses import make_loss
 from .models import Discriminator, Generator, dcgan_init
 from .sampling import generate, recalibrate_batchnorm, sample_z
@@ -97,6 +102,19 @@ class EMA(AveragedModel):
         self.n_averaged += 1
 
 
+@dataclass
+class StepInputs:
+    """One generator step's data and noise in the order the seeded streams give them: per critic
+    step a real batch (uint8 B×3×H×W, where the images are), z (B×z_dim) and ε (B×1×1×1); then
+    the G step's own z when n_critic > 1. Noise is drawn on the CPU and moved by `update`."""
+    real: list[torch.Tensor]
+    z: list[torch.Tensor]
+    eps: list[torch.Tensor]
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [*self.real, *self.z, *self.eps]
+
+
 class Trainer:
     """Models, optimisers and the step; no I/O except what run() asks for."""
 
@@ -147,6 +165,10 @@ class Trainer:
         self.batches = 0  # real batches shown to D
         self._perm_epoch, self._perm = -1, None
         self._calibrated = -1  # the step whose BatchNorm statistics the EMA generator holds
+        # The modules the G step calls D through (the bare D; compiled when the step is).
+        self.d_frozen = self.D
+        self.autocast_cache = True  # a CUDA graph must not capture autocast's weight cache
+        self.step_impl, self.fast_step = make_fast_step(self)
 
     @property
     def precision(self) -> str:
@@ -181,45 +203,71 @@ class Trainer:
         lo = i * self.cfg.batch_size + self.rank * self.local_batch  # this rank's rows of global batch i
         idx = self._perm[lo:lo + self.local_batch]
         self.batches += 1
-        x = self.images[idx].to(self.device, non_blocking=True).float().mul_(1 / 127.5).sub_(1)  # B×3×H×W
+        return self.images[idx]  # uint8 B×3×H×W
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images → float in [-1, 1], on the device, in the step's memory format."""
+        x = x.to(self.device, non_blocking=True).float().mul_(1 / 127.5).sub_(1)
         return x.contiguous(memory_format=self.fmt)
 
-    def z(self, b: int) -> torch.Tensor:
-        return self._rows(torch.randn(b * self.world, self.cfg.z_dim, generator=self.noise), b)
-
-    def _rows(self, t: torch.Tensor, b: int) -> torch.Tensor:
+    def noise_rows(self, t: torch.Tensor, b: int) -> torch.Tensor:
         # Every rank draws the global batch's noise and keeps its rows: the ranks together use
         # exactly one process's draws, and the generator state is the same on all ranks.
-        if self.world > 1:
-            t = t[self.rank * b:(self.rank + 1) * b]
+        return t[self.rank * b:(self.rank + 1) * b] if self.world > 1 else t
+
+    def to_device(self, t: torch.Tensor) -> torch.Tensor:
+        if t.device == self.device:
+            return t
         if self.device.type == "cuda":  # the noise stays CPU-seeded; a pinned copy does not block the host
             return t.pin_memory().to(self.device, non_blocking=True)
         return t.to(self.device)
 
+    def draw_inputs(self) -> StepInputs:
+        """The next step's real batches and noise; the only place the step's random streams move."""
+        b, n = self.local_batch, self.cfg.n_critic
+        x = StepInputs([], [], [])
+        for _ in range(n):
+            x.real.append(self.real_batch())
+            x.z.append(self.noise_rows(torch.randn(b * self.world, self.cfg.z_dim, generator=self.noise), b))
+            x.eps.append(self.noise_rows(torch.rand(b * self.world, 1, 1, 1, generator=self.noise), b))
+        if n != 1:  # classic DCGAN (n_critic 1): the G step reuses the D step's fake batch
+            x.z.append(self.noise_rows(torch.randn(b * self.world, self.cfg.z_dim, generator=self.noise), b))
+        return x
+
     def autocast(self):
         if self.dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=self.autocast_cache)
 
     # ---- one generator step ------------------------------------------------
     def train_step(self) -> dict:
+        """One generator step: draw its inputs, compute it, update the EMA. Returns detached loss
+        tensors (reading them as floats is the caller's host sync)."""
+        x = self.draw_inputs()
+        stats = self.fast_step(x) if self.fast_step else self.update(x)
+        self.ema.update_parameters(self.G)
+        self.step += 1
+        return stats
+
+    def update(self, x: StepInputs) -> dict:
+        """n_critic D steps, then one G step, on drawn inputs: the math of a step, no random draws."""
         cfg, G, D = self.cfg, self.G, self.D
         G.train()
         D.train()
-        D.requires_grad_(True)
+        reuse = cfg.n_critic == 1  # classic DCGAN: one G forward serves D and G steps
         stats: dict = {}
         fake = None
+
+        # (1) Update D (the critic): maximise log D(x) + log(1 − D(G(z))), or E[D(x)] − E[D(G(z))] − penalty
+        D.requires_grad_(True)
         for i in range(cfg.n_critic):
-            real = self.real_batch()
-            b = real.shape[0]
-            reuse = cfg.n_critic == 1  # classic DCGAN: one G forward serves D and G steps
+            real, z, eps = self.to_unit(x.real[i]), self.to_device(x.z[i]), self.to_device(x.eps[i])
             with self.autocast():
                 if reuse:
-                    fake = self.g_net(self.z(b))
+                    fake = self.g_net(z)
                 else:
                     with torch.no_grad():
-                        fake = self.g_net(self.z(b))
-                eps = self._rows(torch.rand(b * self.world, 1, 1, 1, generator=self.noise), b)
+                        fake = self.g_net(z)
                 # Under DDP the penalty's autograd.grad(create_graph=True) yields this rank's
                 # input gradients only; the one backward() below then all-reduces D's weight
                 # gradients once (pytorch/pytorch#63812); tests/test_distributed.py checks them.
@@ -228,19 +276,19 @@ class Trainer:
             self.scaler.scale(d_loss).backward()
             self.scaler.step(self.opt_d)
             self.scaler.update()
-        # Generator step: D's weights get no gradients (saves a third of D's backward). The bare
-        # D, not its DDP wrapper, so D's reducer does not wait for gradients that never come.
+
+        # (2) Update G: maximise log D(G(z)) (non-saturating), or E[D(G(z))]. D's weights get no
+        # gradients (saves a third of D's backward); the bare D, not its DDP wrapper, so D's
+        # reducer does not wait for gradients that never come.
         D.requires_grad_(False)
         with self.autocast():
-            if cfg.n_critic != 1:
-                fake = self.g_net(self.z(self.local_batch))
-            g_loss, g_stats = self.loss.g_loss(D, fake)
+            if not reuse:
+                fake = self.g_net(self.to_device(x.z[-1]))
+            g_loss, g_stats = self.loss.g_loss(self.d_frozen, fake)
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(g_loss).backward()
         self.scaler.step(self.opt_g)
         self.scaler.update()
-        self.ema.update_parameters(G)
-        self.step += 1
         return {**stats, **g_stats}
 
     # ---- sampling, export, state -------------------------------------------
@@ -266,7 +314,7 @@ class Trainer:
 
     def state_dict(self) -> dict:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "ema": self.ema.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "opt_g": portable_optimizer_state(self.opt_g), "opt_d": portable_optimizer_state(self.opt_d),
                 "scaler": self.scaler.state_dict(), "step": self.step, "batches": self.batches,
                 "epoch": self.epoch, "noise_rng": self.noise.get_state(), "torch_rng": torch.get_rng_state(),
                 "fixed_z": self.fixed_z, "evaluated_step": self.evaluated_step, "train_seconds": self.train_seconds,

@@ -1,0 +1,141 @@
+"""The training step made fast without changing what it computes: `Trainer.update` replayed as one
+CUDA graph, or run through torch.compile. The eager `Trainer.update` stays the reference, and
+`benchmarks/parity.py` compares every implementation with it.
+
+    --step-impl eager    the reference: every op launched from Python
+    --step-impl graph    CUDA: the whole step (D phase, G phase, both optimiser steps) captured once and
+                         replayed; the drawn inputs are copied into static buffers first; no host sync
+    --step-impl compile  torch.compile of G and D (for WGAN-GP only G: AOTAutograd has no double
+                         backward, which the gradient penalty needs)
+    --step-impl auto     what was measured fastest for the device and model (AUTO), else eager
+
+A combination that cannot work (a graph on a CPU, several processes, fp16's GradScaler) falls back
+to eager, and `Trainer.step_impl` says what runs and why.
+"""
+from __future__ import annotations
+
+import torch
+
+# The measured-best implementation per (device type, model); anything missing runs eagerly. CPU:
+# benchmarks/train_throughput.py --step-impls eager,compile (docs/scaling.md). CUDA stays eager until
+# a GPU session has run benchmarks/parity.py and the throughput benchmark on the graph step.
+AUTO: dict[tuple[str, str], str] = {}
+
+
+def resolve_step_impl(requested: str, device: torch.device, model: str, world: int,
+                      dtype: torch.dtype | None) -> tuple[str, str]:
+    """(the implementation that runs, why it is not the requested one or '')."""
+    impl = AUTO.get((device.type, model), "eager") if requested == "auto" else requested
+    why = ""
+    if impl == "graph":
+        if device.type != "cuda":
+            why = "a CUDA graph needs a CUDA device"
+        elif dtype == torch.float16:
+            why = "fp16's GradScaler reads the gradients on the host"
+    if impl in ("graph", "compile") and world > 1:
+        why = "not under DDP (several processes)"
+    return ("eager", f"{impl} asked for: {why}") if why else (impl, "")
+
+
+def make_fast_step(trainer) -> tuple[str, "GraphStep | None"]:
+    """Set the trainer up for its --step-impl; returns (description, the step callable or None)."""
+    impl, why = resolve_step_impl(trainer.cfg.step_impl, trainer.device, trainer.cfg.model, trainer.world,
+                                  trainer.dtype)
+    if impl == "graph":
+        return "graph", GraphStep(trainer)
+    if impl == "compile":
+        trainer.g_net = torch.compile(trainer.G)
+        if trainer.cfg.loss == "wgan-gp":
+            return "compile (G only: the penalty's double backward needs an eager D)", None
+        trainer.d_net = trainer.d_frozen = torch.compile(trainer.D)
+        return "compile", None
+    return f"eager ({why})" if why else "eager", None
+
+
+def make_capturable(opt: torch.optim.Optimizer) -> None:
+    """Switch an optimiser to capturable=True: its step counts move to the parameters' device, so a
+    graph replay reads and increments them there instead of baking in a host value."""
+    for group in opt.param_groups:
+        group["capturable"] = True
+    for p, state in opt.state.items():
+        if torch.is_tensor(state.get("step")) and state["step"].device != p.device:
+            state["step"] = state["step"].to(p.device)
+
+
+def portable_optimizer_state(opt: torch.optim.Optimizer) -> dict:
+    """opt.state_dict() as an eager optimiser writes it (capturable off, step counts on the CPU), so
+    a checkpoint resumes the same under every --step-impl and on every device."""
+    sd = opt.state_dict()
+    for group in sd["param_groups"]:
+        if "capturable" in group:
+            group["capturable"] = False
+    sd["state"] = {i: {**s, "step": s["step"].cpu()} if torch.is_tensor(s.get("step")) else s
+                   for i, s in sd["state"].items()}
+    return sd
+
+
+class GraphStep:
+    """`Trainer.update` as one CUDA graph (PyTorch's whole-network capture).
+
+    Each call copies the drawn inputs (real batches, z, ε) into static buffers, with pinned
+    non-blocking copies for the host-drawn noise, and replays the graph. The noise is drawn on the
+    host from the run's seeded generator exactly as in the eager step, so the random stream, the
+    checkpoints and resume are unchanged; nothing inside the graph draws random numbers. The
+    optimisers run with capturable=True and autocast without its weight cache (a graph must not
+    replay a cache filled at capture). The first WARMUP steps run eagerly on a side stream, so
+    cuDNN picks its kernels and optimiser state exists before capture; they are real steps.
+    With capture=False the same static-buffer path runs eagerly (what tests use on a CPU)."""
+
+    WARMUP = 3
+
+    def __init__(self, trainer, capture: bool = True):
+        self.t, self.capture = trainer, capture
+        self.static = None  # StepInputs of device buffers the graph reads
+        self.graph = None
+        self.out = None  # the captured step's stats, stacked into one tensor
+        self.keys: list[str] = []
+        self.warm = 0
+        self.side = None
+
+    def __call__(self, x) -> dict:
+        t = self.t
+        if self.static is None:
+            self._setup(x)
+        for dst, src in zip(self.static.tensors(), x.tensors()):
+            dst.copy_(src if src.device == dst.device else src.pin_memory(), non_blocking=True)
+        if not self.capture:
+            return self._unpack(self._run())
+        if self.graph is None and self.warm < self.WARMUP:
+            self.warm += 1
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                out = self._run()
+            torch.cuda.current_stream().wait_stream(self.side)
+            out.record_stream(torch.cuda.current_stream())
+            return self._unpack(out.clone())
+        if self.graph is None:
+            self.graph = torch.cuda.CUDAGraph()
+            # Gradients set to None before capture are allocated from the graph's own memory pool.
+            t.opt_d.zero_grad(set_to_none=True)
+            t.opt_g.zero_grad(set_to_none=True)
+            with torch.cuda.graph(self.graph):
+                self.out = self._run()
+        self.graph.replay()
+        return self._unpack(self.out.clone())  # the graph overwrites self.out at the next replay
+
+    def _setup(self, x) -> None:
+        t = self.t
+        self.static = type(x)(*[[torch.empty_like(v, device=t.device) for v in part] for part in (x.real, x.z, x.eps)])
+        if self.capture:
+            for opt in (t.opt_d, t.opt_g):
+                make_capturable(opt)
+            t.autocast_cache = False
+            self.side = torch.cuda.Stream()
+
+    def _run(self) -> torch.Tensor:
+        stats = self.t.update(self.static)
+        self.keys = list(stats)
+        return torch.stack([v.detach().float() for v in stats.values()])
+
+    def _unpack(self, packed: torch.Tensor) -> dict:
+        return dict(zip(self.keys, packed.unbind()))
