@@ -1,0 +1,305 @@
+"""Does a device, precision or step implementation learn what the CPU fp32 step learns?
+
+    python benchmarks/parity.py --data data/train.tar                       # CPU: eager vs graph path vs bf16
+    python benchmarks/parity.py --data DATA --eval-real SELECT --variants \\
+        cuda-fp32,cuda-fp32-tf32,cuda-fp32-bench,cuda-bf16,cuda-bf16-release,cuda-bf16-plainio,cuda-bf16-graph
+
+Every variant trains the same model from the same seed, on the same images in the same order with
+the same noise, for --steps generator steps; the first variant of --reference (default cpu-fp32)
+is the reference. A variant is DEVICE-PRECISION[-OPTION…]:
+
+  cpu | cuda     device;   fp32 | bf16   autocast (fp32 = none)
+  tf32           TF32 convolutions and matrix products (torch's cuDNN default; off otherwise here)
+  bench          cudnn.benchmark (the trainer turns it on for CUDA; otherwise off and deterministic)
+  release        tf32 + bench: what `python -m animegan.train` runs with on CUDA
+  graph          --step-impl graph (on a CPU: the same static-buffer path, without capture)
+  compile        --step-impl compile
+  plainio        the trainer's CUDA-specific step code replaced by the plain version: blocking noise
+                 copies without pinning, permutation and gather on the CPU, torch's AveragedModel EMA
+  emaconst       EMA with its constant decay from step 1 (no warm-up); changes only the EMA's FD
+  seedN          seed N instead of --seed (a different draw of the same training: the spread scale)
+
+Checks per variant against the reference (all printed; exit code 1 if one fails):
+  1. the first step's losses, where both start from identical weights, data and noise, so any
+     difference is arithmetic: difference ≤ STEP1_TOL of the coarser arithmetic of the two, relative
+     to the value (absolute for values below 1, as critic values near 0 are)
+     (0 when both are deterministic fp32 on the same CPU code path: they must be bit-identical);
+  2. the mean D and G loss over the second half of the run, and
+  3. the quick FD of the EMA generator at the end (with --eval-real): within twice what a different
+     seed changes them (a seed twin of the reference, run here; --no-seed-twin leaves the floors),
+     and never less than the floors: WINDOW_FLOOR or the reference's step-to-step scatter over
+     that half (a shift inside the scatter is not one), and FD_FLOOR. After a few dozen steps GAN
+     training is chaotic, so later steps are compared as distributions, not step by step.
+The autocast policy of the ops the models use is printed per device (the dtype each op returns).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from animegan.config import SEED_OFFSET, resolve
+from animegan.data import load_images
+from animegan.faststep import GraphStep
+from animegan.quickfd import QuickFD
+from animegan.trainer import EMA, Trainer, ema_decay_at
+
+# Step-1 relative tolerance per arithmetic, ten times what its rounding gives on these models
+# (fp32: sums of ~10⁴ products, ~1e-6; TF32: a 10-bit mantissa, ~5e-4; bf16: 8 bits, ~4e-3 per
+# operand through four layers and BatchNorm, measured up to ~1e-2 on CPU).
+STEP1_TOL = {"exact": 0.0, "fp32": 1e-4, "tf32": 5e-3, "bf16": 5e-2}
+WINDOW_FLOOR = 0.05  # mean-loss difference below which two runs count as the same (nats or critic units)
+FD_FLOOR = 5.0  # quick-FD difference below which two runs count as the same (its sampling noise at n = 1000)
+
+
+@dataclass
+class Variant:
+    name: str
+    device: str
+    precision: str
+    tf32: bool = False
+    bench: bool = False
+    impl: str = "eager"
+    plainio: bool = False
+    emaconst: bool = False
+    seed: int | None = None
+    result: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, name: str) -> "Variant":
+        dev, prec, *opts = name.split("-")
+        if dev not in ("cpu", "cuda") or prec not in ("fp32", "bf16"):
+            raise SystemExit(f"error: variant {name!r}: expected DEVICE-PRECISION[-OPTION…], e.g. cuda-bf16-graph")
+        v = cls(name, dev, prec)
+        for o in opts:
+            if o in ("tf32", "bench", "plainio", "emaconst"):
+                setattr(v, o, True)
+            elif o == "release":
+                v.tf32 = v.bench = True
+            elif o in ("graph", "compile"):
+                v.impl = o
+            elif o.startswith("seed") and o[4:].isdigit():
+                v.seed = int(o[4:])
+            else:
+                raise SystemExit(f"error: variant {name!r}: unknown option {o!r}")
+        return v
+
+    @property
+    def arithmetic(self) -> str:
+        if self.precision == "bf16":
+            return "bf16"
+        return "tf32" if self.tf32 and self.device == "cuda" else "fp32"
+
+    def exact_with(self, ref: "Variant") -> bool:
+        """Same CPU arithmetic on the same code path: bit-identical results are the only right answer."""
+        same = ("cpu", "fp32", "eager") == (self.device, self.precision, ref.impl) == (ref.device, ref.precision, ref.impl)
+        return same and self.impl in ("eager", "graph")
+
+
+class PlainIOTrainer(Trainer):
+    """The trainer with its CUDA-specific step code replaced by the plain version: images and the
+    permutation stay on the CPU and each batch is gathered there and copied (blocking), noise is
+    copied without pinning, and the EMA is torch's AveragedModel (device counter, decay read back)."""
+
+    def __init__(self, cfg, data, device):
+        super().__init__(cfg, data, device)
+        self.images = self.images.cpu()
+        decay = cfg.ema_decay
+
+        def multi_avg(ema_params, params, n):
+            torch._foreach_lerp_(ema_params, params, 1 - ema_decay_at(decay, int(n)))
+        self.ema = AveragedModel(self.G, multi_avg_fn=multi_avg, use_buffers=False)
+
+    def to_device(self, t):
+        return t.to(self.device)
+
+
+class ConstantEMA(EMA):
+    """The trainer's EMA without warm-up: the configured decay from the first update on."""
+
+    @torch.no_grad()
+    def update_parameters(self, model):
+        if int(self.n_averaged) == 0:
+            return super().update_parameters(model)
+        torch._foreach_lerp_([p.detach() for p in self.module.parameters()],
+                             [p.detach() for p in model.parameters()], 1 - self.decay)
+        for b_avg, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            b_avg.copy_(b)
+        self.n_averaged += 1
+
+
+def set_cuda_flags(v: Variant) -> None:
+    if v.device != "cuda":
+        return
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = v.tf32
+    torch.backends.cudnn.benchmark = v.bench
+    torch.backends.cudnn.deterministic = not v.bench
+
+
+def train(v: Variant, args, data, model: str) -> Trainer:
+    cfg = resolve({"model": model, "data": "-", "out": "-", "steps": args.steps, "batch_size": args.batch_size,
+                   "seed": args.seed if v.seed is None else v.seed, "precision": v.precision, "device": v.device,
+                   "step_impl": "compile" if v.impl == "compile" else "eager", **args.overrides})
+    device = torch.device(v.device)
+    set_cuda_flags(v)
+    t = (PlainIOTrainer if v.plainio else Trainer)(cfg, data, device)
+    set_cuda_flags(v)  # the trainer turns cudnn.benchmark on for CUDA
+    if v.emaconst:
+        t.ema = ConstantEMA(t.G, cfg.ema_decay)
+    if v.impl == "graph":  # on a CPU the same static-buffer path runs, without capture
+        t.fast_step = GraphStep(t, capture=device.type == "cuda")
+        t.step_impl = "graph" if device.type == "cuda" else "graph path without capture"
+    rows, t0 = [], time.perf_counter()
+    for _ in range(args.steps):
+        rows.append({k: float(val) for k, val in t.train_step().items()})
+    v.result = {"stats": rows, "seconds": time.perf_counter() - t0, "step_impl": t.step_impl}
+    return t
+
+
+def compare(v: Variant, ref: Variant, twin: Variant | None) -> dict:
+    a, r = v.result["stats"], ref.result["stats"]
+    keys = list(r[0])
+    cls = "exact" if v.exact_with(ref) else max(v.arithmetic, ref.arithmetic, key=list(STEP1_TOL).index)
+    rel1 = max(abs(a[0][k] - r[0][k]) / max(abs(r[0][k]), 1.0) for k in keys)  # relative, absolute below 1
+    half = len(r) // 2
+
+    def window(rows, k):
+        return sum(x[k] for x in rows[half:]) / max(len(rows) - half, 1)
+
+    d_win = {k: window(a, k) - window(r, k) for k in ("d_loss", "g_loss")}
+    twin_win = {k: abs(window(twin.result["stats"], k) - window(r, k)) for k in d_win} if twin else {}
+    out = {"class": cls, "step1_rel": rel1, "step1_tol": STEP1_TOL[cls],
+           "mean_abs_diff_first10": {k: sum(abs(x[k] - y[k]) for x, y in zip(a[:10], r[:10])) / min(10, len(r))
+                                     for k in keys},
+           "mean_abs_diff_all": {k: sum(abs(x[k] - y[k]) for x, y in zip(a, r)) / len(r) for k in keys},
+           "window_diff": d_win, "checks": {}}
+    out["checks"]["step1"] = rel1 <= STEP1_TOL[cls]
+    for k, d in d_win.items():
+        scatter = statistics.pstdev(x[k] for x in r[half:]) if len(r) - half > 1 else statistics.pstdev(x[k] for x in r)
+        tol = max(WINDOW_FLOOR, scatter, 2 * twin_win.get(k, 0.0))
+        out[f"window_tol_{k}"] = tol
+        out["checks"][f"window_{k}"] = abs(d) <= tol
+    if cls == "exact":
+        out["checks"]["bit_identical"] = a == r
+    if "fd" in v.result and "fd" in ref.result:
+        out["fd_diff"] = v.result["fd"] - ref.result["fd"]
+        tol = max(FD_FLOOR, 2 * abs(twin.result["fd"] - ref.result["fd"])) if twin and "fd" in twin.result else FD_FLOOR
+        out["fd_tol"] = tol
+        out["checks"]["fd"] = abs(out["fd_diff"]) <= tol
+    out["ok"] = all(out["checks"].values())
+    return out
+
+
+def autocast_table(devices: list[str]) -> dict:
+    """The dtype each op of the models returns under bf16 autocast, per device (the policy as run)."""
+    ops = {
+        "conv2d": lambda x: F.conv2d(x, torch.randn(8, 4, 3, 3, device=x.device)),
+        "conv_transpose2d": lambda x: F.conv_transpose2d(x, torch.randn(4, 8, 4, 4, device=x.device)),
+        "batch_norm (train)": lambda x: nn.BatchNorm2d(4).to(x.device)(x.bfloat16()),
+        "group_norm": lambda x: nn.GroupNorm(1, 4).to(x.device)(x.bfloat16()),
+        "leaky_relu": lambda x: F.leaky_relu(x.bfloat16(), 0.2),
+        "tanh": lambda x: torch.tanh(x.bfloat16()),
+        "bce_with_logits": lambda x: F.binary_cross_entropy_with_logits(x.bfloat16(), torch.ones_like(x).bfloat16()),
+        "sum": lambda x: x.bfloat16().sum(),
+        "linalg_vector_norm": lambda x: x.bfloat16().flatten(1).norm(2, dim=1),
+    }
+    table = {}
+    for dev in devices:
+        x = torch.randn(2, 4, 8, 8, device=dev)
+        with torch.autocast(dev, dtype=torch.bfloat16):
+            table[dev] = {name: str(f(x).dtype).replace("torch.", "") for name, f in ops.items()}
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="training images (folder, .zip or .tar)")
+    ap.add_argument("--limit", type=int, default=2048, help="use the first N images by name")
+    ap.add_argument("--models", default="gan,wgan-gp")
+    ap.add_argument("--steps", type=int, default=100, help="generator steps per variant (wgan-gp: a fifth)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reference", default="cpu-fp32")
+    ap.add_argument("--variants", default="cpu-fp32-graph,cpu-bf16", help="comma-separated, compared with the reference")
+    ap.add_argument("--eval-real", help="held-out images: quick FD of every variant's EMA generator at the end")
+    ap.add_argument("--eval-n", type=int, default=1000)
+    ap.add_argument("--twin", help="the seed twin's variant (default: the reference with --seed + 1); a GPU "
+                    "twin such as cuda-fp32-seed1 saves CPU time")
+    ap.add_argument("--no-seed-twin", action="store_true", help="skip the seed twin; tolerances are the floors")
+    ap.add_argument("--tiny", action="store_true", help="16×16 images, width 4, batch 4 (the tests' setting)")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--json", help="write every trajectory and check here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.overrides = {"img_size": 16, "ngf": 4, "ndf": 4} if args.tiny else {}
+    if args.tiny:
+        args.batch_size = min(args.batch_size, 4)
+    size = args.overrides.get("img_size", 64)
+    data = load_images(args.data, size=size, limit=args.limit)
+    ref = Variant.parse(args.reference)
+    variants = [Variant.parse(n) for n in args.variants.split(",") if n]
+    devices = sorted({v.device for v in [ref, *variants, *([Variant.parse(args.twin)] if args.twin else [])]})
+    if "cuda" in devices and not torch.cuda.is_available():
+        print("error: a cuda variant was asked for, but no CUDA device is available", file=sys.stderr)
+        return 2
+    print(f"torch {torch.__version__}" + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
+    table = autocast_table(devices)
+    print("bf16 autocast, dtype each op returns: " + "; ".join(
+        f"{op} " + "/".join(f"{d} {table[d][op]}" for d in devices) for op in table[devices[0]]))
+    report = {"torch": torch.__version__, "autocast": table, "args": {k: v for k, v in vars(args).items()}, "models": {}}
+    quick_fd = None
+    if args.eval_real:
+        fd_device = "cuda" if "cuda" in devices else "cpu"
+        quick_fd = QuickFD(args.eval_real, args.eval_n, 100, args.seed + SEED_OFFSET["quick_fd"], size, fd_device)
+    failed = False
+    for model in args.models.split(","):
+        steps = args.steps if model == "gan" else max(2, args.steps // 5)
+        margs = argparse.Namespace(**{**vars(args), "steps": steps})
+        twin = None if args.no_seed_twin else Variant.parse(args.twin or f"{args.reference}-seed{args.seed + 1}")
+        runs = [ref, *([twin] if twin else []), *variants]
+        for v in runs:
+            v.result = {}
+            t = train(v, margs, data, model)
+            if quick_fd:
+                v.result["fd"] = quick_fd(t.ema_generator())
+            print(f"  {model} {v.name}: {steps} steps in {v.result['seconds']:.1f} s ({v.result['step_impl']})"
+                  + (f", quick FD {v.result['fd']:.2f}" if "fd" in v.result else ""), file=sys.stderr)
+        print(f"\n{model}: {steps} steps, batch {margs.batch_size}, {len(data.images)} images, "
+              f"reference {ref.name}" + (f", seed twin {twin.name}" if twin else ""))
+        print(f"  {'variant':26s} {'step-1 rel Δ':>13s} {'tol':>7s} {'|Δ| d/g, steps 1-10':>22s} "
+              f"{'2nd-half mean Δ d/g (tol)':>30s} {'FD Δ (tol)':>16s}  verdict")
+        rows = {}
+        for v in [*([twin] if twin else []), *variants]:
+            c = compare(v, ref, twin if v is not twin else None)
+            if v is twin:
+                c["ok"], c["checks"] = True, {}  # the twin is the yardstick, not a candidate
+            rows[v.name] = {**c, "fd": v.result.get("fd"), "seconds": v.result["seconds"],
+                            "step_impl": v.result["step_impl"], "stats": v.result["stats"]}
+            first = c["mean_abs_diff_first10"]
+            fd = f"{c['fd_diff']:+.2f} ({c['fd_tol']:.1f})" if "fd_diff" in c else "-"
+            wd = c["window_diff"]
+            verdict = "yardstick" if v is twin else ("ok" if c["ok"] else
+                                                      "FAIL: " + ", ".join(k for k, ok in c["checks"].items() if not ok))
+            print(f"  {v.name:26s} {c['step1_rel']:13.2e} {c['step1_tol']:7.0e} "
+                  f"{first['d_loss']:10.2e}/{first['g_loss']:.2e} "
+                  f"{wd['d_loss']:+9.4f}/{wd['g_loss']:+.4f} ({c.get('window_tol_d_loss', 0):.3f}) {fd:>16s}  {verdict}")
+            failed |= not c["ok"]
+        report["models"][model] = {"reference": {"name": ref.name, **ref.result}, "variants": rows}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    print("\nparity: " + ("FAILED (see the verdict column)" if failed else "every variant within tolerance"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
