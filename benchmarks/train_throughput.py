@@ -1,17 +1,30 @@
-"""Training-step throughput: our `gan` step vs the classic fp32 NCHW DCGAN loop, in one process.
+"""Training-step throughput per model and step implementation, and what share of the device's peak it is.
 
-    python benchmarks/train_throughput.py [--threads N] [--batch-size 64] [--rounds 3] [--steps 6]
+    python benchmarks/train_throughput.py [--threads N] [--rounds 3] [--steps 6]                 # CPU
+    python benchmarks/train_throughput.py --device cpu --step-impls eager,compile --models gan
+    python benchmarks/train_throughput.py --device cuda --step-impls eager,graph --batch-size 128 --profile
 
-The reference is the textbook DCGAN loop (Sigmoid + BCELoss, fp32, NCHW
-tensors, D updated on real then fake, G reusing the same fake batch) on the
-very same Generator/Discriminator architecture. Ours is `animegan.train.Trainer`
-with `--precision auto` (bf16 autocast + channels_last on CPUs with bf16) and
-fp32 for comparison. Rounds alternate reference/ours so a busy machine hurts
-both alike; the median of rounds is reported. Also prints WGAN-GP critic img/s.
+Per model and --step-impl it prints real images per second shown to D, generator steps per second,
+the FLOPs those images cost and the share of the device's bf16 peak that is. FLOPs per real image
+come from the models' own convolutions (counted with hooks) and the passes a step makes (F = one
+forward of one image, counted as 2 × multiply-adds):
+  gan:      3·F_G + 8·F_D   (G forward and backward; D forward on real and fake and their backward;
+                             the G step's D forward and its input-only backward)
+  wgan-gp:  F_G + 12·F_D per critic image (no-grad G forward; D on real and fake with backward;
+            the penalty's forward, input gradient and double backward ≈ 6·F_D) + (3·F_G + 2·F_D) / n_critic
+For a 64×64 DCGAN that is ≈ 2.3 and ≈ 2.9 GFLOP. The peak is measured in the same run (a large bf16
+matrix product) and printed next to the datasheet value of the GPU if known.
+
+On CPU the classic fp32 NCHW DCGAN loop is also timed as the reference (`--no-reference` skips it).
+Rounds alternate the variants so a busy machine hurts all alike; medians are reported. With
+--profile (CUDA) a few steps of each variant run under torch.profiler and the GPU's kernel time per
+step is printed next to the wall time: the difference is launch and synchronisation gaps.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import time
@@ -21,8 +34,12 @@ from torch import nn
 
 from animegan.config import resolve
 from animegan.data import LoadedImages
+from animegan.faststep import GraphStep
 from animegan.models import Discriminator, Generator
 from animegan.trainer import Trainer
+
+# Datasheet dense bf16 tensor-core peaks (TFLOP/s) of GPUs this project has trained on.
+DATASHEET_BF16 = {"H100": 990.0, "H200": 990.0}
 
 
 class ReferenceLoop:
@@ -51,49 +68,169 @@ class ReferenceLoop:
         self.opt_g.step()
 
 
-def rate(step, n: int, images_per_step: int) -> float:
-    step()  # warm-up (oneDNN primitive creation)
+def forward_flops(module: nn.Module, x: torch.Tensor) -> float:
+    """FLOPs (2 × multiply-adds) of the convolutions of one forward pass of one image."""
+    total = 0.0
+
+    def hook(m, inp, out):
+        nonlocal total
+        if isinstance(m, nn.ConvTranspose2d):  # every input pixel meets every kernel weight
+            total += 2 * inp[0][0].numel() * m.out_channels * m.kernel_size[0] * m.kernel_size[1] / m.groups
+        elif isinstance(m, nn.Conv2d):  # every output pixel meets every kernel weight
+            total += 2 * out[0].numel() * m.in_channels * m.kernel_size[0] * m.kernel_size[1] / m.groups
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    with torch.no_grad():
+        module.eval()(x[:1])
+    for h in handles:
+        h.remove()
+    return total
+
+
+def flops_per_real_image(cfg) -> float:
+    g = Generator(cfg.z_dim, cfg.ngf, 3, cfg.img_size)
+    d = Discriminator(cfg.ndf, 3, cfg.img_size, cfg.critic_norm)
+    fg, fd = forward_flops(g, torch.zeros(1, cfg.z_dim)), forward_flops(d, torch.zeros(1, 3, cfg.img_size, cfg.img_size))
+    if cfg.loss == "wgan-gp":
+        return fg + 12 * fd + (3 * fg + 2 * fd) / cfg.n_critic
+    return 3 * fg + 8 * fd
+
+
+def measured_peak_tflops(device: torch.device) -> float:
+    """bf16 matrix-product rate of this device (TFLOP/s): the practical ceiling."""
+    n = 8192 if device.type == "cuda" else 1024
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    reps = 10 if device.type == "cuda" else 3
+    for _ in range(2):
+        a @ b
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e12
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def warmup_steps(trainer) -> int:
+    # A graph step captures after its eager warm-up steps; time only replays.
+    return GraphStep.WARMUP + 2 if trainer and isinstance(trainer.fast_step, GraphStep) else 2
+
+
+def rate(step, n: int, device: torch.device) -> float:
+    """Steps per second over n steps (the GPU drained before and after)."""
+    sync(device)
     t = time.perf_counter()
     for _ in range(n):
         step()
-    return n * images_per_step / (time.perf_counter() - t)
+    sync(device)
+    return n / (time.perf_counter() - t)
 
 
-def main() -> None:
+def kernel_ms_per_step(step, n: int, device: torch.device) -> tuple[float, float]:
+    """(wall ms, summed GPU kernel ms) per step over n profiled steps."""
+    from torch.profiler import ProfilerActivity, profile
+    sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t = time.perf_counter()
+        for _ in range(n):
+            step()
+        sync(device)
+        wall = time.perf_counter() - t
+    kernel_us = sum(e.device_time for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+    return wall * 1e3 / n, kernel_us / 1e3 / n
+
+
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--models", default="gan,wgan-gp")
+    ap.add_argument("--step-impls", default="eager", help="comma-separated --step-impl values to compare")
+    ap.add_argument("--precision", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=6, help="timed steps per round")
+    ap.add_argument("--steps", type=int, default=6, help="timed generator steps per round (wgan-gp: a fifth)")
     ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
+    ap.add_argument("--no-reference", action="store_true", help="CPU: skip the classic fp32 DCGAN loop")
+    ap.add_argument("--profile", action="store_true", help="CUDA: kernel time vs wall time per step")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     b = args.batch_size
-    images = torch.randint(0, 256, (4096, 3, 64, 64), dtype=torch.uint8)
+    images = torch.randint(0, 256, (max(4096, 4 * b * 5), 3, 64, 64), dtype=torch.uint8)
     data = LoadedImages(images, [], 0, "synthetic")
 
-    def trainer(model, precision):
-        cfg = resolve({"model": model, "precision": precision, "data": "-", "out": "-", "steps": 1,
-                       "batch_size": b})
-        return Trainer(cfg, data, torch.device("cpu"))
+    variants: dict[str, tuple] = {}
+    if device.type == "cpu" and not args.no_reference:
+        ref = ReferenceLoop(images, b)
+        variants["reference: classic DCGAN loop, fp32 NCHW"] = (ref.step, 1, b, None)
+    for model in args.models.split(","):
+        for impl in args.step_impls.split(","):
+            cfg = resolve({"model": model, "precision": args.precision, "data": "-", "out": "-", "steps": 1,
+                           "batch_size": b, "device": args.device, "step_impl": impl})
+            t = Trainer(cfg, data, device)
+            key = f"{model} {t.step_impl} ({t.precision})"
+            variants[key] = (t.train_step, max(1, args.steps // cfg.n_critic), b * cfg.n_critic, t)
+    for key, (step, _, _, _) in variants.items():  # oneDNN / cuDNN set-up, compilation, graph capture
+        t0 = time.perf_counter()
+        for _ in range(warmup_steps(variants[key][3])):
+            step()
+        sync(device)
+        print(f"warm-up {key}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
-    ref, ours, ours32 = ReferenceLoop(images, b), trainer("gan", "auto"), trainer("gan", "fp32")
-    wgan = trainer("wgan-gp", "auto")
-    res = {"reference fp32 NCHW": [], f"ours auto ({ours.dtype or 'fp32'}, channels_last)": [],
-           "ours fp32 channels_last": [], "wgan-gp critic (ours auto)": []}
-    keys = list(res)
+    steps_per_s: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(args.rounds):
-        res[keys[0]].append(rate(ref.step, args.steps, b))
-        res[keys[1]].append(rate(ours.train_step, args.steps, b))
-        res[keys[2]].append(rate(ours32.train_step, args.steps, b))
-        res[keys[3]].append(rate(wgan.train_step, max(1, args.steps // 5), b * wgan.cfg.n_critic))
-        print(f"round {r + 1}: " + ", ".join(f"{v[-1]:.1f}" for v in res.values()), file=sys.stderr)
-    med = {k: statistics.median(v) for k, v in res.items()}
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {b}, "
-          f"cpu capability {torch.backends.cpu.get_cpu_capability()}")
-    for k, v in med.items():
-        print(f"{k:42s} {v:8.1f} img/s")
-    print(f"speed-up of our gan step over the reference: {med[keys[1]] / med[keys[0]]:.2f}×")
+        for key, (step, n, _, _) in variants.items():
+            steps_per_s[key].append(rate(step, n, device))
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} steps/s" for k, v in steps_per_s.items()),
+              file=sys.stderr)
+
+    peak = measured_peak_tflops(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    sheet = next((v for k, v in DATASHEET_BF16.items() if k in name), None)
+    load = os.getloadavg()[0]
+    print(f"torch {torch.__version__}, {name}, threads {torch.get_num_threads()}, batch {b}, load average {load:.1f}"
+          + (f", cpu capability {torch.backends.cpu.get_cpu_capability()}" if device.type == "cpu" else ""))
+    print(f"bf16 peak: measured {peak:.1f} TFLOP/s (matrix product)"
+          + (f", datasheet {sheet:.0f} dense" if sheet else ""))
+    results = {"device": name, "torch": torch.__version__, "batch_size": b, "load_average": load,
+               "peak_tflops_measured": peak, "peak_tflops_datasheet": sheet, "rows": []}
+    print(f"{'variant':58s} {'real img/s':>10s} {'G steps/s':>9s} {'GFLOP/img':>9s} {'TFLOP/s':>8s} {'% peak':>7s}")
+    for key, (step, n, per_step, t) in variants.items():
+        sps = statistics.median(steps_per_s[key])
+        img_s = sps * per_step
+        gflop = flops_per_real_image(t.cfg if t else resolve({"model": "gan", "data": "-", "out": "-", "steps": 1})) / 1e9
+        tflops = img_s * gflop / 1e3
+        row = {"variant": key, "model": t.cfg.model if t else "reference", "step_impl": t.step_impl if t else "",
+               "real_img_per_s": img_s, "g_steps_per_s": sps, "gflop_per_img": gflop, "tflops": tflops,
+               "share_of_peak": tflops / peak}
+        if args.profile and device.type == "cuda" and t:
+            row["wall_ms"], row["kernel_ms"] = kernel_ms_per_step(step, n, device)
+        results["rows"].append(row)
+        print(f"{key:58s} {img_s:10.1f} {sps:9.2f} {gflop:9.2f} {tflops:8.3f} {100 * tflops / peak:6.2f}%"
+              + (f"   wall {row['wall_ms']:.2f} ms/step, GPU kernels {row['kernel_ms']:.2f} ms/step"
+                 if "wall_ms" in row else ""))
+    rows = {r["variant"]: r for r in results["rows"]}
+    ref_key = next((k for k in rows if k.startswith("reference")), None)
+    if ref_key:
+        for key in rows:
+            if key != ref_key and key.startswith("gan "):
+                print(f"speed-up of {key} over the reference: {rows[key]['real_img_per_s'] / rows[ref_key]['real_img_per_s']:.2f}×")
+    for model in args.models.split(","):
+        base = next((r for k, r in rows.items() if k.startswith(f"{model} eager")), None)
+        for key, r in rows.items():
+            if base and key.startswith(f"{model} ") and r is not base:
+                print(f"{key} / {base['variant']}: {r['real_img_per_s'] / base['real_img_per_s']:.2f}×")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
 
 
 if __name__ == "__main__":
