@@ -84,12 +84,15 @@ class GraphStep:
     optimisers run with capturable=True and autocast without its weight cache (a graph must not
     replay a cache filled at capture). The first WARMUP steps run eagerly on a side stream, so
     cuDNN picks its kernels and optimiser state exists before capture; they are real steps.
-    With capture=False the same static-buffer path runs eagerly (what tests use on a CPU)."""
+    With capture=False the same static-buffer path runs eagerly (what tests use on a CPU); with
+    capturable=True as well (CUDA), it is the very arithmetic the graph replays, launched op by op,
+    which is what benchmarks/parity.py compares a graph with, bit for bit."""
 
     WARMUP = 3
 
-    def __init__(self, trainer, capture: bool = True):
+    def __init__(self, trainer, capture: bool = True, capturable: bool | None = None):
         self.t, self.capture = trainer, capture
+        self.capturable = capture if capturable is None else capturable
         self.static = None  # StepInputs of device buffers the graph reads
         self.graph = None
         self.out = None  # the captured step's stats, stacked into one tensor
@@ -126,10 +129,11 @@ class GraphStep:
     def _setup(self, x) -> None:
         t = self.t
         self.static = type(x)(*[[torch.empty_like(v, device=t.device) for v in part] for part in (x.real, x.z, x.eps)])
-        if self.capture:
+        if self.capturable:
             for opt in (t.opt_d, t.opt_g):
                 make_capturable(opt)
             t.autocast_cache = False
+        if self.capture:
             self.side = torch.cuda.Stream()
 
     def _run(self) -> torch.Tensor:

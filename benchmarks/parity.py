@@ -13,11 +13,17 @@ is the reference. A variant is DEVICE-PRECISION[-OPTION…]:
   bench          cudnn.benchmark (the trainer turns it on for CUDA; otherwise off and deterministic)
   release        tf32 + bench: what `python -m animegan.train` runs with on CUDA
   graph          --step-impl graph (on a CPU: the same static-buffer path, without capture)
+  graphnocap     CUDA: the graph step's arithmetic (capturable optimisers, static buffers) launched op by
+                 op, without capture: `X-graph@X-graphnocap` must be bit-identical
   compile        --step-impl compile
   plainio        the trainer's CUDA-specific step code replaced by the plain version: blocking noise
                  copies without pinning, permutation and gather on the CPU, torch's AveragedModel EMA
   emaconst       EMA with its constant decay from step 1 (no warm-up); changes only the EMA's FD
   seedN          seed N instead of --seed (a different draw of the same training: the spread scale)
+A variant may name its own reference after '@' (e.g. cuda-bf16-plainio@cuda-bf16): it is then
+compared with that one, which runs too. Two variants whose arithmetic is the same (same device,
+precision and TF32, deterministic cuDNN, the same kernels: eager = plainio = the CPU graph path,
+graphnocap = the CUDA graph) must agree bit for bit.
 
 Checks per variant against the reference (all printed; exit code 1 if one fails):
   1. the first step's losses, where both start from identical weights, data and noise, so any
@@ -71,20 +77,22 @@ class Variant:
     plainio: bool = False
     emaconst: bool = False
     seed: int | None = None
+    ref: str | None = None
     result: dict = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, name: str) -> "Variant":
+    def parse(cls, spec: str) -> "Variant":
+        name, _, ref = spec.partition("@")
         dev, prec, *opts = name.split("-")
         if dev not in ("cpu", "cuda") or prec not in ("fp32", "bf16"):
             raise SystemExit(f"error: variant {name!r}: expected DEVICE-PRECISION[-OPTION…], e.g. cuda-bf16-graph")
-        v = cls(name, dev, prec)
+        v = cls(name, dev, prec, ref=ref or None)
         for o in opts:
             if o in ("tf32", "bench", "plainio", "emaconst"):
                 setattr(v, o, True)
             elif o == "release":
                 v.tf32 = v.bench = True
-            elif o in ("graph", "compile"):
+            elif o in ("graph", "graphnocap", "compile"):
                 v.impl = o
             elif o.startswith("seed") and o[4:].isdigit():
                 v.seed = int(o[4:])
@@ -98,10 +106,17 @@ class Variant:
             return "bf16"
         return "tf32" if self.tf32 and self.device == "cuda" else "fp32"
 
+    @property
+    def kernels(self) -> str:
+        """Which arithmetic the step runs: the eager kernels, the capturable-optimiser ones, or compiled."""
+        if self.impl == "compile":
+            return "compiled"
+        return "capturable" if self.device == "cuda" and self.impl in ("graph", "graphnocap") else "eager"
+
     def exact_with(self, ref: "Variant") -> bool:
-        """Same CPU arithmetic on the same code path: bit-identical results are the only right answer."""
-        same = ("cpu", "fp32", "eager") == (self.device, self.precision, ref.impl) == (ref.device, ref.precision, ref.impl)
-        return same and self.impl in ("eager", "graph")
+        """The same arithmetic, deterministically: bit-identical results are the only right answer."""
+        return (self.device, self.precision, self.tf32, self.kernels) == (ref.device, ref.precision, ref.tf32, ref.kernels) \
+            and not (self.bench or ref.bench) and self.kernels != "compiled"
 
 
 class PlainIOTrainer(Trainer):
@@ -154,9 +169,10 @@ def train(v: Variant, args, data, model: str) -> Trainer:
     set_cuda_flags(v)  # the trainer turns cudnn.benchmark on for CUDA
     if v.emaconst:
         t.ema = ConstantEMA(t.G, cfg.ema_decay)
-    if v.impl == "graph":  # on a CPU the same static-buffer path runs, without capture
-        t.fast_step = GraphStep(t, capture=device.type == "cuda")
-        t.step_impl = "graph" if device.type == "cuda" else "graph path without capture"
+    if v.impl in ("graph", "graphnocap"):  # on a CPU the same static-buffer path runs, without capture
+        cuda = device.type == "cuda"
+        t.fast_step = GraphStep(t, capture=cuda and v.impl == "graph", capturable=cuda)
+        t.step_impl = "graph" if cuda and v.impl == "graph" else "graph path without capture"
     rows, t0 = [], time.perf_counter()
     for _ in range(args.steps):
         rows.append({k: float(val) for k, val in t.train_step().items()})
@@ -247,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     data = load_images(args.data, size=size, limit=args.limit)
     ref = Variant.parse(args.reference)
     variants = [Variant.parse(n) for n in args.variants.split(",") if n]
-    devices = sorted({v.device for v in [ref, *variants, *([Variant.parse(args.twin)] if args.twin else [])]})
+    extra = [Variant.parse(n) for n in [args.twin, *(v.ref for v in variants)] if n]
+    devices = sorted({v.device for v in [ref, *variants, *extra]})
     if "cuda" in devices and not torch.cuda.is_available():
         print("error: a cuda variant was asked for, but no CUDA device is available", file=sys.stderr)
         return 2
@@ -265,8 +282,16 @@ def main(argv: list[str] | None = None) -> int:
         steps = args.steps if model == "gan" else max(2, args.steps // 5)
         margs = argparse.Namespace(**{**vars(args), "steps": steps})
         twin = None if args.no_seed_twin else Variant.parse(args.twin or f"{args.reference}-seed{args.seed + 1}")
-        runs = [ref, *([twin] if twin else []), *variants]
-        for v in runs:
+        # Every named variant runs once; a comparison is (variant, its reference): the global one, or its own.
+        named = {ref.name: ref, **({twin.name: twin} if twin else {})}
+        for v in variants:
+            named.setdefault(v.name, v)
+            if v.ref:
+                named.setdefault(v.ref, Variant.parse(v.ref))
+        implicit = [n for n in named if n not in {ref.name, *(v.name for v in variants)} and not (twin and n == twin.name)]
+        pairs = [*([(twin.name, ref.name)] if twin else []), *((n, ref.name) for n in implicit),
+                 *((v.name, v.ref or ref.name) for v in variants)]
+        for v in named.values():
             v.result = {}
             t = train(v, margs, data, model)
             if quick_fd:
@@ -275,21 +300,23 @@ def main(argv: list[str] | None = None) -> int:
                   + (f", quick FD {v.result['fd']:.2f}" if "fd" in v.result else ""), file=sys.stderr)
         print(f"\n{model}: {steps} steps, batch {margs.batch_size}, {len(data.images)} images, "
               f"reference {ref.name}" + (f", seed twin {twin.name}" if twin else ""))
-        print(f"  {'variant':26s} {'step-1 rel Δ':>13s} {'tol':>7s} {'|Δ| d/g, steps 1-10':>22s} "
+        print(f"  {'variant':40s} {'step-1 Δ':>9s} {'tol':>7s} {'|Δ| d/g, steps 1-10':>22s} "
               f"{'2nd-half mean Δ d/g (tol)':>30s} {'FD Δ (tol)':>16s}  verdict")
         rows = {}
-        for v in [*([twin] if twin else []), *variants]:
-            c = compare(v, ref, twin if v is not twin else None)
+        for name, base_name in pairs:
+            v, base = named[name], named[base_name]
+            c = compare(v, base, twin if v is not twin else None)
             if v is twin:
                 c["ok"], c["checks"] = True, {}  # the twin is the yardstick, not a candidate
-            rows[v.name] = {**c, "fd": v.result.get("fd"), "seconds": v.result["seconds"],
-                            "step_impl": v.result["step_impl"], "stats": v.result["stats"]}
+            label = f"{v.name}" + (f" vs {base.name}" if base is not ref else "")
+            rows[label] = {**c, "reference": base.name, "fd": v.result.get("fd"), "seconds": v.result["seconds"],
+                           "step_impl": v.result["step_impl"], "stats": v.result["stats"]}
             first = c["mean_abs_diff_first10"]
             fd = f"{c['fd_diff']:+.2f} ({c['fd_tol']:.1f})" if "fd_diff" in c else "-"
             wd = c["window_diff"]
             verdict = "yardstick" if v is twin else ("ok" if c["ok"] else
                                                       "FAIL: " + ", ".join(k for k, ok in c["checks"].items() if not ok))
-            print(f"  {v.name:26s} {c['step1_rel']:13.2e} {c['step1_tol']:7.0e} "
+            print(f"  {label:40s} {c['step1_rel']:9.2e} {c['step1_tol']:7.0e} "
                   f"{first['d_loss']:10.2e}/{first['g_loss']:.2e} "
                   f"{wd['d_loss']:+9.4f}/{wd['g_loss']:+.4f} ({c.get('window_tol_d_loss', 0):.3f}) {fd:>16s}  {verdict}")
             failed |= not c["ok"]

@@ -22,7 +22,7 @@ def test_parity_cpu_half_passes_for_the_static_buffer_path_and_bf16(tiny_images,
     step; bf16 autocast must stay within its arithmetic's tolerance."""
     out = tmp_path / "parity.json"
     rc = parity(["--data", str(tiny_images), "--tiny", "--steps", "4", "--no-seed-twin",
-                 "--variants", "cpu-fp32-graph,cpu-bf16,cpu-fp32-plainio", "--json", str(out)])
+                 "--variants", "cpu-fp32-graph,cpu-bf16,cpu-fp32-plainio,cpu-bf16-graph@cpu-bf16", "--json", str(out)])
     report = json.loads(out.read_text())
     assert rc == 0
     for model in ("gan", "wgan-gp"):
@@ -31,6 +31,7 @@ def test_parity_cpu_half_passes_for_the_static_buffer_path_and_bf16(tiny_images,
         assert rows["cpu-fp32-graph"]["step_impl"] == "graph path without capture"
         assert rows["cpu-fp32-plainio"]["checks"]["bit_identical"] is True  # the CPU-side I/O is the same arithmetic
         assert 0 < rows["cpu-bf16"]["step1_rel"] <= rows["cpu-bf16"]["step1_tol"]
+        assert rows["cpu-bf16-graph vs cpu-bf16"]["checks"]["bit_identical"] is True  # a variant's own reference
     assert set(report["autocast"]["cpu"]) >= {"batch_norm (train)", "bce_with_logits", "group_norm"}
 
 
