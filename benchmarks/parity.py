@@ -32,7 +32,8 @@ Checks per variant against the reference (all printed; exit code 1 if one fails)
      (0 when both are deterministic fp32 on the same CPU code path: they must be bit-identical);
   2. the mean D and G loss over the second half of the run, and
   3. the quick FD of the EMA generator at the end (with --eval-real): within twice what a different
-     seed changes them (a seed twin of the reference, run here; --no-seed-twin leaves the floors),
+     seed changes them (the largest difference of the seed twins — the reference's training with
+     other seeds, run here — from the reference; --no-seed-twin leaves the floors),
      and never less than the floors: WINDOW_FLOOR or the reference's step-to-step scatter over
      that half (a shift inside the scatter is not one), and FD_FLOOR. After a few dozen steps GAN
      training is chaotic, so later steps are compared as distributions, not step by step.
@@ -180,7 +181,7 @@ def train(v: Variant, args, data, model: str) -> Trainer:
     return t
 
 
-def compare(v: Variant, ref: Variant, twin: Variant | None) -> dict:
+def compare(v: Variant, ref: Variant, twins: list[Variant]) -> dict:
     a, r = v.result["stats"], ref.result["stats"]
     keys = list(r[0])
     cls = "exact" if v.exact_with(ref) else max(v.arithmetic, ref.arithmetic, key=list(STEP1_TOL).index)
@@ -191,7 +192,7 @@ def compare(v: Variant, ref: Variant, twin: Variant | None) -> dict:
         return sum(x[k] for x in rows[half:]) / max(len(rows) - half, 1)
 
     d_win = {k: window(a, k) - window(r, k) for k in ("d_loss", "g_loss")}
-    twin_win = {k: abs(window(twin.result["stats"], k) - window(r, k)) for k in d_win} if twin else {}
+    twin_win = {k: max((abs(window(t.result["stats"], k) - window(r, k)) for t in twins), default=0.0) for k in d_win}
     out = {"class": cls, "step1_rel": rel1, "step1_tol": STEP1_TOL[cls],
            "mean_abs_diff_first10": {k: sum(abs(x[k] - y[k]) for x, y in zip(a[:10], r[:10])) / min(10, len(r))
                                      for k in keys},
@@ -207,7 +208,7 @@ def compare(v: Variant, ref: Variant, twin: Variant | None) -> dict:
         out["checks"]["bit_identical"] = a == r
     if "fd" in v.result and "fd" in ref.result:
         out["fd_diff"] = v.result["fd"] - ref.result["fd"]
-        tol = max(FD_FLOOR, 2 * abs(twin.result["fd"] - ref.result["fd"])) if twin and "fd" in twin.result else FD_FLOOR
+        tol = max([FD_FLOOR, *(2 * abs(t.result["fd"] - ref.result["fd"]) for t in twins if "fd" in t.result)])
         out["fd_tol"] = tol
         out["checks"]["fd"] = abs(out["fd_diff"]) <= tol
     out["ok"] = all(out["checks"].values())
@@ -247,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="cpu-fp32-graph,cpu-bf16", help="comma-separated, compared with the reference")
     ap.add_argument("--eval-real", help="held-out images: quick FD of every variant's EMA generator at the end")
     ap.add_argument("--eval-n", type=int, default=1000)
-    ap.add_argument("--twin", help="the seed twin's variant (default: the reference with --seed + 1); a GPU "
-                    "twin such as cuda-fp32-seed1 saves CPU time")
+    ap.add_argument("--twin", help="comma-separated seed twins (default: the reference with --seed + 1); GPU "
+                    "twins such as cuda-fp32-seed1,cuda-fp32-seed2 save CPU time, and more twins a steadier yardstick")
     ap.add_argument("--no-seed-twin", action="store_true", help="skip the seed twin; tolerances are the floors")
     ap.add_argument("--tiny", action="store_true", help="16×16 images, width 4, batch 4 (the tests' setting)")
     ap.add_argument("--threads", type=int, default=0)
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_images(args.data, size=size, limit=args.limit)
     ref = Variant.parse(args.reference)
     variants = [Variant.parse(n) for n in args.variants.split(",") if n]
-    extra = [Variant.parse(n) for n in [args.twin, *(v.ref for v in variants)] if n]
+    extra = [Variant.parse(n) for n in [*(args.twin or "").split(","), *(v.ref for v in variants)] if n]
     devices = sorted({v.device for v in [ref, *variants, *extra]})
     if "cuda" in devices and not torch.cuda.is_available():
         print("error: a cuda variant was asked for, but no CUDA device is available", file=sys.stderr)
@@ -281,15 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models.split(","):
         steps = args.steps if model == "gan" else max(2, args.steps // 5)
         margs = argparse.Namespace(**{**vars(args), "steps": steps})
-        twin = None if args.no_seed_twin else Variant.parse(args.twin or f"{args.reference}-seed{args.seed + 1}")
+        twins = [] if args.no_seed_twin else \
+            [Variant.parse(n) for n in (args.twin or f"{args.reference}-seed{args.seed + 1}").split(",")]
         # Every named variant runs once; a comparison is (variant, its reference): the global one, or its own.
-        named = {ref.name: ref, **({twin.name: twin} if twin else {})}
+        named = {ref.name: ref, **{t.name: t for t in twins}}
         for v in variants:
             named.setdefault(v.name, v)
             if v.ref:
                 named.setdefault(v.ref, Variant.parse(v.ref))
-        implicit = [n for n in named if n not in {ref.name, *(v.name for v in variants)} and not (twin and n == twin.name)]
-        pairs = [*([(twin.name, ref.name)] if twin else []), *((n, ref.name) for n in implicit),
+        implicit = [n for n in named if n not in {ref.name, *(v.name for v in variants), *(t.name for t in twins)}]
+        pairs = [*((t.name, ref.name) for t in twins), *((n, ref.name) for n in implicit),
                  *((v.name, v.ref or ref.name) for v in variants)]
         for v in named.values():
             v.result = {}
@@ -299,14 +301,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {model} {v.name}: {steps} steps in {v.result['seconds']:.1f} s ({v.result['step_impl']})"
                   + (f", quick FD {v.result['fd']:.2f}" if "fd" in v.result else ""), file=sys.stderr)
         print(f"\n{model}: {steps} steps, batch {margs.batch_size}, {len(data.images)} images, "
-              f"reference {ref.name}" + (f", seed twin {twin.name}" if twin else ""))
+              f"reference {ref.name}" + (f", seed twins {', '.join(t.name for t in twins)}" if twins else ""))
         print(f"  {'variant':40s} {'step-1 Δ':>9s} {'tol':>7s} {'|Δ| d/g, steps 1-10':>22s} "
               f"{'2nd-half mean Δ d/g (tol)':>30s} {'FD Δ (tol)':>16s}  verdict")
         rows = {}
         for name, base_name in pairs:
             v, base = named[name], named[base_name]
-            c = compare(v, base, twin if v is not twin else None)
-            if v is twin:
+            c = compare(v, base, [] if v in twins else twins)
+            if v in twins:
                 c["ok"], c["checks"] = True, {}  # the twin is the yardstick, not a candidate
             label = f"{v.name}" + (f" vs {base.name}" if base is not ref else "")
             rows[label] = {**c, "reference": base.name, "fd": v.result.get("fd"), "seconds": v.result["seconds"],
@@ -314,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             first = c["mean_abs_diff_first10"]
             fd = f"{c['fd_diff']:+.2f} ({c['fd_tol']:.1f})" if "fd_diff" in c else "-"
             wd = c["window_diff"]
-            verdict = "yardstick" if v is twin else ("ok" if c["ok"] else
+            verdict = "yardstick" if v in twins else ("ok" if c["ok"] else
                                                       "FAIL: " + ", ".join(k for k, ok in c["checks"].items() if not ok))
             print(f"  {label:40s} {c['step1_rel']:9.2e} {c['step1_tol']:7.0e} "
                   f"{first['d_loss']:10.2e}/{first['g_loss']:.2e} "
