@@ -131,8 +131,8 @@ def rate(step, n: int, device: torch.device) -> float:
     return n / (time.perf_counter() - t)
 
 
-def kernel_ms_per_step(step, n: int, device: torch.device) -> tuple[float, float]:
-    """(wall ms, summed GPU kernel ms) per step over n profiled steps."""
+def kernel_ms_per_step(step, n: int, device: torch.device) -> tuple[float, float, float]:
+    """(wall ms, summed GPU kernel ms, kernels) per step over n profiled steps."""
     from torch.profiler import ProfilerActivity, profile
     sync(device)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
@@ -141,8 +141,8 @@ def kernel_ms_per_step(step, n: int, device: torch.device) -> tuple[float, float
             step()
         sync(device)
         wall = time.perf_counter() - t
-    kernel_us = sum(e.device_time for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
-    return wall * 1e3 / n, kernel_us / 1e3 / n
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    return wall * 1e3 / n, sum(e.device_time_total for e in kernels) / 1e3 / n, len(kernels) / n
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--img-size", type=int, default=64)
+    ap.add_argument("--ngf", type=int, default=64)
+    ap.add_argument("--ndf", type=int, default=64)
     ap.add_argument("--steps", type=int, default=6, help="timed generator steps per round (wgan-gp: a fifth)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-reference", action="store_true", help="CPU: skip the classic fp32 DCGAN loop")
@@ -163,17 +166,18 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     b = args.batch_size
-    images = torch.randint(0, 256, (max(4096, 4 * b * 5), 3, 64, 64), dtype=torch.uint8)
+    images = torch.randint(0, 256, (max(4096, 4 * b * 5), 3, args.img_size, args.img_size), dtype=torch.uint8)
     data = LoadedImages(images, [], 0, "synthetic")
 
     variants: dict[str, tuple] = {}
-    if device.type == "cpu" and not args.no_reference:
+    if device.type == "cpu" and not args.no_reference and (args.img_size, args.ngf, args.ndf) == (64, 64, 64):
         ref = ReferenceLoop(images, b)
         variants["reference: classic DCGAN loop, fp32 NCHW"] = (ref.step, 1, b, None)
     for model in args.models.split(","):
         for impl in args.step_impls.split(","):
             cfg = resolve({"model": model, "precision": args.precision, "data": "-", "out": "-", "steps": 1,
-                           "batch_size": b, "device": args.device, "step_impl": impl})
+                           "batch_size": b, "device": args.device, "step_impl": impl, "img_size": args.img_size,
+                           "ngf": args.ngf, "ndf": args.ndf})
             t = Trainer(cfg, data, device)
             key = f"{model} {t.step_impl} ({t.precision})"
             variants[key] = (t.train_step, max(1, args.steps // cfg.n_critic), b * cfg.n_critic, t)
@@ -211,11 +215,11 @@ def main(argv: list[str] | None = None) -> dict:
                "real_img_per_s": img_s, "g_steps_per_s": sps, "gflop_per_img": gflop, "tflops": tflops,
                "share_of_peak": tflops / peak}
         if args.profile and device.type == "cuda" and t:
-            row["wall_ms"], row["kernel_ms"] = kernel_ms_per_step(step, n, device)
+            row["wall_ms"], row["kernel_ms"], row["kernels"] = kernel_ms_per_step(step, n, device)
         results["rows"].append(row)
         print(f"{key:58s} {img_s:10.1f} {sps:9.2f} {gflop:9.2f} {tflops:8.3f} {100 * tflops / peak:6.2f}%"
-              + (f"   wall {row['wall_ms']:.2f} ms/step, GPU kernels {row['kernel_ms']:.2f} ms/step"
-                 if "wall_ms" in row else ""))
+              + (f"   wall {row['wall_ms']:.2f} ms/step, {row['kernels']:.0f} GPU kernels {row['kernel_ms']:.2f} ms "
+                 f"({100 * row['kernel_ms'] / row['wall_ms']:.0f} % busy)" if "wall_ms" in row else ""))
     rows = {r["variant"]: r for r in results["rows"]}
     ref_key = next((k for k in rows if k.startswith("reference")), None)
     if ref_key:
