@@ -163,6 +163,8 @@ def evaluate(real, ckpts=(), fakes=(), train=None, exclude=(), n: int = 10000, f
     t0, notes = time.perf_counter(), []
     if n < MIN_N:
         raise UsageError(f"--n must be at least {MIN_N}, got {n}")
+    if bootstrap < 2 or ct_cells < 1:
+        raise UsageError(f"--bootstrap must be ≥ 2 and --ct-cells ≥ 1, got {bootstrap} and {ct_cells}")
     feats_name = resolve_name(features)
     for path in [real, *([train] if train else []), *exclude]:
         open_image_source(path)  # a missing or empty path fails before any slow work

@@ -128,6 +128,10 @@ def test_bad_input_is_one_line_and_exit_2(sets, tmp_path, capsys):
     one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--features", "nope", *base], capsys),
                    "unknown feature extractor")
     one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--n", "5", *base[:4]], capsys), "--n")
+    one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--exclude", tmp_path / "gone", *base],
+                        capsys), "gone")
+    one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], *base, "--bootstrap", "1"], capsys),
+                   "--bootstrap")
     assert not (tmp_path / "r").exists()  # nothing half-written
     with pytest.raises(SystemExit) as e:  # argparse: neither --ckpt nor --fake
         cli.main(["--real", str(sets["real"])])
