@@ -45,7 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--size", type=int, default=64, help="resolution both sides are compared at (default 64)")
     ap.add_argument("--ndb-k", type=int, default=50, help="k-means bins for NDB (default 50)")
     ap.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (default 100)")
-    ap.add_argument("--bootstrap", type=int, default=20, help="bootstrap rounds for FID's spread (default 20)")
+    ap.add_argument("--fid-spread", type=int, default=20,
+                    help="random halves of both sets whose FID's std is reported beside it (default 20)")
     ap.add_argument("--ct-cells", type=int, default=5, help="k-means cells of the training set for C_T (default 5)")
     ap.add_argument("--batch-size", type=int, default=16,
                     help="feature-extraction batch (default 16: fastest on a 2-core CPU)")
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
         report, pictures = evaluate(
             args.real, ckpts=args.ckpt, fakes=args.fake, train=args.train, exclude=args.exclude, n=args.n,
             features=args.features, inception_weights=args.inception_weights, seed=args.seed, size=args.size,
-            ndb_k=args.ndb_k, kid_subsets=args.kid_subsets, bootstrap=args.bootstrap, ct_cells=args.ct_cells,
+            ndb_k=args.ndb_k, kid_subsets=args.kid_subsets, spread_rounds=args.fid_spread, ct_cells=args.ct_cells,
             batch_size=args.batch_size, device=args.device, cache_dir=args.cache_dir, use_cache=not args.no_cache)
     except (DataError, GeneratorLoadError, FeatureError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -74,7 +74,7 @@ def metrics_for(fake, ctx: dict, seed: int) -> tuple[dict, dict]:
     pr, dc = mt.precision_recall(ref, fake), mt.density_coverage(ref, fake)
     div = mt.sample_diversity(ref, fake, seed=seed)
     ndb = mt.ndb(ref, fake, centers=ctx["centers"], alpha=0.05)
-    m = {"fid": mt.frechet_distance(ref, fake), **mt.fd_bootstrap(ref, fake, ctx["bootstrap"], seed), **kid,
+    m = {"fid": mt.frechet_distance(ref, fake), **mt.fd_spread(ref, fake, ctx["spread_rounds"], seed), **kid,
          **pr, **dc, "collapse": div["collapse"], "near_dup_rate": div["near_duplicates"]["rate"],
          "ndb": ndb["ndb"], "ndb_over_k": ndb["ndb_over_k"], "js": ndb["js"],
          "vendi": mt.vendi_score(fake, center=ctx["ref_mean"]), "ct": None, "memorisation": None}
@@ -156,15 +156,15 @@ def _images_of(spec: dict, n: int, seed: int, size: int, notes: list) -> tuple[t
 
 def evaluate(real, ckpts=(), fakes=(), train=None, exclude=(), n: int = 10000, features: str = EFFNET,
              inception_weights=None, seed: int = 0, size: int = 64, ndb_k: int = 50, kid_subsets: int = 100,
-             bootstrap: int = 20, ct_cells: int = 5, batch_size: int = 16, device="cpu", cache_dir=None,
+             spread_rounds: int = 20, ct_cells: int = 5, batch_size: int = 16, device="cpu", cache_dir=None,
              use_cache: bool = True) -> tuple[dict, dict]:
     """Every metric of every generator (`ckpts`) and image set (`fakes`) against `real`; returns
     (report, pictures) for eval.report.write_report. Bad input raises before any slow work."""
     t0, notes = time.perf_counter(), []
     if n < MIN_N:
         raise UsageError(f"--n must be at least {MIN_N}, got {n}")
-    if bootstrap < 2 or ct_cells < 1:
-        raise UsageError(f"--bootstrap must be ≥ 2 and --ct-cells ≥ 1, got {bootstrap} and {ct_cells}")
+    if spread_rounds < 2 or ct_cells < 1:
+        raise UsageError(f"--fid-spread must be ≥ 2 and --ct-cells ≥ 1, got {spread_rounds} and {ct_cells}")
     feats_name = resolve_name(features)
     for path in [real, *([train] if train else []), *exclude]:
         open_image_source(path)  # a missing or empty path fails before any slow work
@@ -193,7 +193,7 @@ def evaluate(real, ckpts=(), fakes=(), train=None, exclude=(), n: int = 10000, f
         warn(f"NDB: {n} reference images are too few for K={ndb_k} bins; using K={k}", notes)
     centers = mt.fit_bins(ref, k, seed=seed)
     ctx = {"ref": ref, "ref_mean": ref.double().mean(0), "centers": centers, "kid_subsets": kid_subsets,
-           "bootstrap": bootstrap, "ct_cells": ct_cells, "size": size, "real_path": real,
+           "spread_rounds": spread_rounds, "ct_cells": ct_cells, "size": size, "real_path": real,
            "ref_names": [real_f.names[i] for i in a_idx], "ref_bins": mt.nearest(ref, centers)[1]}
     used = [real_f.names[i] for i in np.concatenate([a_idx, b_idx])]
     real_info = {"source": real, "n_read": len(real_f.features), "skipped": real_f.skipped,
@@ -226,7 +226,7 @@ def evaluate(real, ckpts=(), fakes=(), train=None, exclude=(), n: int = 10000, f
                 "generated": f"sample_z(n, z_dim, seed={seed}), model output {size}×{size}",
                 "real_split": f"first {2 * n} images by name{' not excluded' if exclude else ''}, permuted with "
                               f"seed {seed}: A = reference, B = baseline", "kid_subsets": kid_subsets,
-                "kid_subset_size": min(1000, n), "fid_bootstrap_rounds": bootstrap, "k_precision_recall": 3,
+                "kid_subset_size": min(1000, n), "fid_spread": f"std of FID over {spread_rounds} random halves of both sets", "k_precision_recall": 3,
                 "k_density_coverage": 5, "ndb_k": k, "ndb_alpha": 0.05, "near_dup_percentile": 1.0,
                 "vendi_kernel": "cosine similarity of features minus the reference mean",
                 "ct_cells": ct_cells, "ct_min_samples": 20, "inception_weights": inception_weights}

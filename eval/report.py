@@ -33,7 +33,7 @@ class Metric(NamedTuple):
 
 METRICS = (
     Metric("fid", "FID", "FID ↓", "lower", "{:.2f}", "Fréchet distance of feature means and covariances; "
-           "± its bootstrap std", spread="fid_std"),
+           "± its sampling std (random halves)", spread="fid_std"),
     Metric("kid", "KID", "KID×10³ ↓", "lower", "{:.2f}", "kernel (MMD²) distance, ×1000; mean over subsets"),
     Metric("precision", "Precision", "prec ↑", "higher", "{:.3f}", "share of samples inside the real manifold (k=3)"),
     Metric("recall", "Recall", "rec ↑", "higher", "{:.3f}", "share of real images inside the generated manifold (k=3)"),
@@ -104,7 +104,7 @@ def ct_reading(ct) -> str:
 
 
 def fid_overlaps(rows: list[dict]) -> list[str]:
-    """For each pair of rows, whether their FID intervals (point ± 2 bootstrap std) overlap."""
+    """For each pair of rows, whether their FID intervals (point ± 2 std) overlap."""
     out = []
     for i, a in enumerate(rows):
         for b in rows[i + 1:]:
@@ -147,8 +147,7 @@ def _markdown(report: dict, pictures: dict) -> str:
           format_table(report, markdown=True), ""]
     overlaps = fid_overlaps(report["models"])
     if overlaps:
-        md += ["**Is the FID difference real?** Interval = FID ± 2 bootstrap std "
-               f"({p.get('fid_bootstrap_rounds', '?')} resamples of both sets):", ""]
+        md += [f"**Is the FID difference real?** Interval = FID ± 2 std ({p.get('fid_spread', '?')}):", ""]
         md += [f"- {o}" for o in overlaps] + [""]
     if report.get("warnings"):
         md += ["**Warnings:**", ""] + [f"- {w}" for w in report["warnings"]] + [""]

@@ -183,8 +183,8 @@ def publish_metrics(args) -> None:
             "name": row["name"], "n": row["n"], "features": p["features"], "weights_sha256": sha,
             "metrics": row["metrics"], "real_vs_real": base.get("metrics", {}),
             "protocol": f"{p['n']} samples (seed {p['seed']}) vs {p['n']} held-out real images of {source} "
-                        f"({p['real_split']}); {p['preprocess']}; FID ± its std over {p.get('fid_bootstrap_rounds')} "
-                        f"bootstrap resamples; C_T with {p.get('ct_cells')} cells; see docs/evaluation.md"})
+                        f"({p['real_split']}); {p['preprocess']}; FID ± {p.get('fid_spread')}; C_T with "
+                        f"{p.get('ct_cells')} cells; see docs/evaluation.md"})
         print(f"wrote {target / 'metrics.json'}")
 
 

@@ -10,7 +10,7 @@ from animegan.models import Generator
 from eval import cli
 from eval.testing import write_images
 
-FAST = ["--n", "20", "--kid-subsets", "5", "--ndb-k", "4", "--bootstrap", "3", "--ct-cells", "1"]
+FAST = ["--n", "20", "--kid-subsets", "5", "--ndb-k", "4", "--fid-spread", "3", "--ct-cells", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +130,8 @@ def test_bad_input_is_one_line_and_exit_2(sets, tmp_path, capsys):
     one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--n", "5", *base[:4]], capsys), "--n")
     one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--exclude", tmp_path / "gone", *base],
                         capsys), "gone")
-    one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], *base, "--bootstrap", "1"], capsys),
-                   "--bootstrap")
+    one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], *base, "--fid-spread", "1"], capsys),
+                   "--fid-spread")
     assert not (tmp_path / "r").exists()  # nothing half-written
     with pytest.raises(SystemExit) as e:  # argparse: neither --ckpt nor --fake
         cli.main(["--real", str(sets["real"])])

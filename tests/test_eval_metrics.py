@@ -139,15 +139,18 @@ def test_fast_fd_is_torch_fidelitys_fd():
         assert dv._fd_exact(a.double(), b.double()) == pytest.approx(dv.frechet_distance(a, b), rel=1e-6)
 
 
-def test_fd_bootstrap_spread_shrinks_with_n():
+def test_fd_spread_is_the_sampling_noise_of_fd():
+    """Against the truth: the std of FD over 30 independent pairs of samples of two fixed distributions."""
     g = torch.Generator().manual_seed(0)
-    big = torch.randn(4000, D, generator=g), torch.randn(4000, D, generator=g) + 0.3
-    small = big[0][:250], big[1][:250]
-    s_big, s_small = dv.fd_bootstrap(*big, rounds=20), dv.fd_bootstrap(*small, rounds=20)
-    assert s_big["fid_boot_rounds"] == 20 and s_big["fid_std"] > 0
-    assert s_small["fid_std"] > 2 * s_big["fid_std"]  # ≈ √16 = 4× in theory
-    # the point value lies inside the bootstrap spread
-    assert abs(dv.frechet_distance(*big) - s_big["fid_boot_mean"]) < 4 * s_big["fid_std"]
+    scale = torch.linspace(0.5, 2, D)
+
+    def pair(n):
+        return torch.randn(n, D, generator=g) * scale, torch.randn(n, D, generator=g) + 0.3
+
+    truth = np.std([dv._fd_exact(*(x.double() for x in pair(400))) for _ in range(30)], ddof=1)
+    est = [dv.fd_spread(*pair(400), rounds=20, seed=i)["fid_std"] for i in range(3)]
+    assert all(0.5 * truth < e < 2.5 * truth for e in est) and 0.7 * truth < np.mean(est) < 2 * truth, (truth, est)
+    assert dv.fd_spread(*pair(1600), rounds=20)["fid_std"] < 0.9 * np.mean(est)  # less noise at larger n
 
 
 def test_fid_intervals_overlap_sentence():

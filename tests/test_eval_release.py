@@ -32,7 +32,7 @@ def test_publish_metrics_stamps_the_weights_and_model_card_reads_them(tmp_path):
     torch.manual_seed(1)
     export_generator(Generator(ngf=8), other / "wgan-gp")  # evaluated weights ≠ shipped ones
     report = {"protocol": {"features": "effnet-lite0", "n": 20, "seed": 0, "real_split": "A/B",
-                           "preprocess": "RGB", "fid_bootstrap_rounds": 20, "ct_cells": 5},
+                           "preprocess": "RGB", "fid_spread": "std of FID over 20 random halves", "ct_cells": 5},
               "real": {"source": "data/val.tar", "exclude": ["data/val1000.zip"]},
               "models": [row("gan", ship / "gan", 50.0), row("wgan-gp", other / "wgan-gp", 40.0)],
               "baseline": {"name": "real-vs-real", "n": 20, "metrics": {"fid": 5.0, "fid_std": 0.5, "vendi": 15.0,
