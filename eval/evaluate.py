@@ -80,8 +80,8 @@ def metrics_for(fake, ctx: dict, seed: int) -> tuple[dict, dict]:
          "vendi": mt.vendi_score(fake, center=ctx["ref_mean"]), "ct": None, "memorisation": None}
     extras = {"diversity": div, "ndb": ndb}
     if ctx.get("train") is not None:
-        ct = mem.data_copying(ctx["train"], ctx["heldout"], fake, cells=ctx["ct_cells"], seed=seed)
-        nn = mem.memorisation(fake, ctx["train"], ctx["heldout"])
+        ct = mem.data_copying(ctx["train"], ctx["heldout"], fake, fitted=ctx["cells"])
+        nn = mem.memorisation(fake, ctx["train"], ctx["heldout"], heldout_dist=ctx["heldout_nn"])
         m.update(ct=ct["ct"], memorisation=nn["ratio"], memorisation_mw_z=nn["mw_z"])
         extras.update(ct=ct, memorisation=nn)
     return m, extras
@@ -193,7 +193,7 @@ def evaluate(real, ckpts=(), fakes=(), train=None, exclude=(), n: int = 10000, f
         warn(f"NDB: {n} reference images are too few for K={ndb_k} bins; using K={k}", notes)
     centers = mt.fit_bins(ref, k, seed=seed)
     ctx = {"ref": ref, "ref_mean": ref.double().mean(0), "centers": centers, "kid_subsets": kid_subsets,
-           "spread_rounds": spread_rounds, "ct_cells": ct_cells, "size": size, "real_path": real,
+           "spread_rounds": spread_rounds, "ct_cells": ct_cells, "seed": seed, "size": size, "real_path": real,
            "ref_names": [real_f.names[i] for i in a_idx], "ref_bins": mt.nearest(ref, centers)[1]}
     used = [real_f.names[i] for i in np.concatenate([a_idx, b_idx])]
     real_info = {"source": real, "n_read": len(real_f.features), "skipped": real_f.skipped,
@@ -253,8 +253,9 @@ def _add_train(ctx: dict, real_info: dict, train, ref, cache: dict, notes: list)
         if (~held).any():
             warn(f"{int((~held).sum())} reference images also appear in --train; C_T uses the other "
                  f"{int(held.sum())} as its held-out sample", notes)
-        ctx.update(train=tr.features, heldout=ref[torch.as_tensor(held)], heldout_nn=d[held].tolist(),
-                   train_path=train, train_names=tr.names)
+        heldout = ref[torch.as_tensor(held)]
+        ctx.update(train=tr.features, heldout=heldout, heldout_nn=d[held].tolist(), train_path=train,
+                   train_names=tr.names, cells=mem.copying_cells(tr.features, heldout, ctx["ct_cells"], ctx["seed"]))
     real_info.update(train_source=train, train_n=len(tr.features), train_skipped=tr.skipped,
                      heldout_n=int(held.sum()))
 

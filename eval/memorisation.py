@@ -31,32 +31,48 @@ def _z_u(q_dist: np.ndarray, p_dist: np.ndarray) -> float:
     return float((u - m * n / 2) / np.sqrt(m * n * (m + n + 1) / 12))
 
 
-def data_copying(train, heldout, fake, cells: int = 5, min_samples: int = 20, seed: int = 0) -> dict:
-    """C_T (Meehan et al. 2020) of generated features against training and held-out real features."""
-    t, p, q = (_t(x).numpy() for x in (train, heldout, fake))
+def copying_cells(train, heldout, cells: int = 5, seed: int = 0) -> dict:
+    """What C_T needs of the training and held-out sets, fitted once per evaluation: k-means cells of
+    the training set, and each held-out image's cell and distance to its nearest training image there."""
+    t, p = _t(train).numpy(), _t(heldout).numpy()
     if len(t) < cells:
         raise ValueError(f"C_T needs at least {cells} training samples, got {len(t)}")
-    km = KMeans(n_clusters=cells, n_init=3, random_state=seed).fit(t)
-    cell_t, cell_p, cell_q = km.labels_, km.predict(p), km.predict(q)
-    tau = min_samples / len(q)  # Meehan's Π_τ: only cells the generator populates enough
-    z, p_share, q_share = np.full(cells, np.nan), np.zeros(cells), np.zeros(cells)
+    km = KMeans(n_clusters=cells, n_init=3, random_state=seed).fit(t.astype(np.float32))  # float32: 2× faster
+    cell_t, cell_p = km.labels_, km.predict(p.astype(np.float32))
+    p_dist = np.zeros(len(p))
     for c in range(cells):
-        in_t, in_p, in_q = t[cell_t == c], p[cell_p == c], q[cell_q == c]
-        p_share[c], q_share[c] = len(in_p) / len(p), len(in_q) / len(q)
-        if len(in_p) and q_share[c] >= tau:
-            z[c] = _z_u(nearest(in_q, in_t)[0], nearest(in_p, in_t)[0])
+        if (cell_p == c).any():
+            p_dist[cell_p == c] = nearest(p[cell_p == c], t[cell_t == c])[0]
+    return {"km": km, "train": t, "cell_t": cell_t, "cell_p": cell_p, "p_dist": p_dist, "cells": cells}
+
+
+def data_copying(train, heldout, fake, cells: int = 5, min_samples: int = 20, seed: int = 0,
+                 fitted: dict | None = None) -> dict:
+    """C_T (Meehan et al. 2020) of generated features against training and held-out real features;
+    `fitted` (from copying_cells) skips refitting when many sets are tested against the same two."""
+    f = fitted or copying_cells(train, heldout, cells, seed)
+    q = _t(fake).numpy()
+    cell_q = f["km"].predict(q.astype(np.float32))
+    tau = min_samples / len(q)  # Meehan's Π_τ: only cells the generator populates enough
+    k = f["cells"]
+    z, p_share, q_share = np.full(k, np.nan), np.zeros(k), np.zeros(k)
+    for c in range(k):
+        in_p, in_q = f["cell_p"] == c, cell_q == c
+        p_share[c], q_share[c] = in_p.mean(), in_q.mean()
+        if in_p.any() and q_share[c] >= tau:
+            z[c] = _z_u(nearest(q[in_q], f["train"][f["cell_t"] == c])[0], f["p_dist"][in_p])
     used = ~np.isnan(z)
     ct = float(np.dot(p_share[used], z[used]) / p_share[used].sum()) if p_share[used].sum() > 0 else float("nan")
-    return {"ct": ct, "cells": cells, "min_samples": min_samples, "cells_used": int(used.sum()),
+    return {"ct": ct, "cells": k, "min_samples": min_samples, "cells_used": int(used.sum()),
             "z": [None if np.isnan(v) else float(v) for v in z], "p_share": p_share.tolist(),
             "q_share": q_share.tolist()}
 
 
-def memorisation(fake, train, heldout) -> dict:
+def memorisation(fake, train, heldout, heldout_dist=None) -> dict:
     """median NN distance Y→train ÷ median NN distance held-out real→train, and each sample's nearest
-    training image (for pictures)."""
+    training image (for pictures); `heldout_dist` skips recomputing the held-out images' distances."""
     d_fake, idx = nearest(fake, train)
-    d_held, _ = nearest(heldout, train)
+    d_held = nearest(heldout, train)[0] if heldout_dist is None else np.asarray(heldout_dist)
     med_held = float(np.median(d_held))
     z = _z_u(d_fake, d_held)
     return {"ratio": float(np.median(d_fake) / med_held) if med_held > 0 else float("nan"),
