@@ -141,7 +141,9 @@ def _markdown(report: dict, pictures: dict) -> str:
     p, real = report["protocol"], report["real"]
     md = ["# Evaluation report", "",
           f"Feature space **{p['features']}**; {p['n']} generated samples per model (seed {p['seed']}) against "
-          f"{p['n']} real images from `{real['source']}` ({p['preprocess']}). Baseline row: a second, disjoint "
+          f"{p['n']} real images from `{real['source']}`"
+          + (f", leaving out the {real['excluded']} also in {', '.join(real['exclude'])}" if real.get("exclude") else "")
+          + f" ({p['preprocess']}). Baseline row: a second, disjoint "
           f"real split of the same size — the floor each number can reach. FID/KID depend on n and on the "
           f"feature space: compare rows of this table, not numbers across reports.", "",
           format_table(report, markdown=True), ""]
