@@ -1,7 +1,6 @@
 """How fast is evaluation on this machine? effnet-lite0 images/s, and a full eval.fid run cold vs warm.
 
-    python benchmarks/eval_speed.py                       # n=5000 per model, as in the README
-    python benchmarks/eval_speed.py --n 1000 --threads 1  # a quicker look on a busy CPU
+    python benchmarks/eval_speed.py --n 1000              # two random-init generators, real = data/test.tar
     python benchmarks/eval_speed.py --real data/test.tar --train data/train.tar --n 1000 --threads 1 \
         --ckpt checkpoints/gan --ckpt checkpoints/wgan-gp   # the release protocol, C_T included
 
@@ -32,7 +31,6 @@ from animegan.models import Generator
 from eval.features import extract_features, get_extractor
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "anime-faces-96.tar"
 
 
 def feature_speed(real: str, n_images: int, batch_sizes: list[int]) -> dict:
@@ -68,9 +66,9 @@ def full_run(ckpts: list[str], real: str, n: int, cache: str, out: str, threads:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--real", default=str(SHARED) if SHARED.exists() else str(ROOT / "data" / "val.tar"),
-                    help="real images (default: ../shared/data/anime-faces-96.tar)")
-    ap.add_argument("--n", type=int, default=5000, help="samples per model (real set needs 2n)")
+    ap.add_argument("--real", default=str(ROOT / "data" / "test.tar"),
+                    help="real images (default: data/test.tar, written by `python -m animegan.data split`)")
+    ap.add_argument("--n", type=int, default=1000, help="samples per model (real set needs 2n)")
     ap.add_argument("--ckpt", action="append", help="generator(s) to evaluate (default: 2 random-init exports)")
     ap.add_argument("--train", default=None, help="training images, for C_T (their features are cached too)")
     ap.add_argument("--images", type=int, default=512, help="images for the extraction speed test")

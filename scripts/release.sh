@@ -3,7 +3,7 @@
 # export the best generators, evaluate, write metrics/model cards and draw every figure.
 #   scripts/release.sh RUNS_DIR      (RUNS_DIR holds gan/ and wgan-gp/; default runs)
 # data/ holds the three-way split, made before training with
-#   python -m animegan.data split ../shared/data/anime-faces-96.tar --select 1000 --test 2000 --out data/
+#   python -m animegan.data split anime-faces-96.tar --select 1000 --test 2000 --out data/
 # select.tar chooses each run's best export (the quick FD); test.tar is only ever evaluated on.
 # MACHINE: what the runs trained on, for the model cards (default: the runs' device).
 set -euo pipefail
