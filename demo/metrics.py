@@ -51,6 +51,11 @@ def _value(table, key: str):
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
+def _scaled(value, metric):
+    """A stored value as the metric table shows it (KID ×10³)."""
+    return None if value is None else value * getattr(metric, "scale", 1.0)
+
+
 def _fmt(value, fmt: str) -> str:
     if value is None:
         return "–"
@@ -83,10 +88,10 @@ def metrics_markdown(slots) -> str:
              f"(evaluate these weights with `python -m eval.fid`)." for s in slots if s.metrics_note]
     rows = []
     for m in METRICS:
-        values = [_value(t, m.key) for t in tables]
+        values = [_scaled(_value(t, m.key), m) for t in tables]
         if all(v is None for v in values):
             continue
-        floor_values = [_value(f, m.key) for f in floors if _value(f, m.key) is not None]
+        floor_values = [_scaled(_value(f, m.key), m) for f in floors if _value(f, m.key) is not None]
         floor = floor_values[0] if floor_values else None
         cells = [_fmt(v, m.fmt) for v in values]
         best = _best(m, values, floor)
@@ -94,7 +99,7 @@ def metrics_markdown(slots) -> str:
             cells[best] = f"**{cells[best]}**"
         spread = getattr(m, "spread", None)  # the key of the value's standard error, when the row has one
         if spread:
-            cells = [c if _value(t, spread) is None or v is None else f"{c} ± {_fmt(_value(t, spread), m.fmt)}"
+            cells = [c if _value(t, spread) is None or v is None else f"{c} ± {_fmt(_scaled(_value(t, spread), m), m.fmt)}"
                      for c, v, t in zip(cells, values, tables)]
         floor_text = " / ".join(dict.fromkeys(_fmt(f, m.fmt) for f in floor_values)) or "–"
         rows.append(f"| {m.name} | {BETTER.get(m.better, m.better)} | " + " | ".join(cells)

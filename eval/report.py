@@ -29,12 +29,14 @@ class Metric(NamedTuple):
     fmt: str      # format of one value
     meaning: str  # one line for people
     spread: str | None = None  # key of the value's standard error, shown as "± s" beside it
+    scale: float = 1.0         # shown value = stored value × scale (KID is shown ×10³)
 
 
 METRICS = (
     Metric("fid", "FID", "FID ↓", "lower", "{:.2f}", "Fréchet distance of feature means and covariances; "
            "± its sampling std (random halves)", spread="fid_std"),
-    Metric("kid", "KID", "KID×10³ ↓", "lower", "{:.2f}", "kernel (MMD²) distance, ×1000; mean over subsets"),
+    Metric("kid", "KID", "KID×10³ ↓", "lower", "{:.2f}", "kernel (MMD²) distance, ×1000; mean over subsets",
+           scale=1e3),
     Metric("precision", "Precision", "prec ↑", "higher", "{:.3f}", "share of samples inside the real manifold (k=3)"),
     Metric("recall", "Recall", "rec ↑", "higher", "{:.3f}", "share of real images inside the generated manifold (k=3)"),
     Metric("density", "Density", "dens", "floor", "{:.3f}", "≈1 like data; >1 samples crowd dense regions (k=5)"),
@@ -57,14 +59,13 @@ def _fmt(value, fmt: str) -> str:
 
 
 def _cells(row: dict) -> list[str]:
-    m = dict(row["metrics"])
-    if m.get("kid") is not None:
-        m["kid"] = m["kid"] * 1000
+    m = row["metrics"]
     cells = [row["name"], str(row["n"])]
     for metric in METRICS:
-        text = _fmt(m.get(metric.key), metric.fmt)
-        if metric.spread and m.get(metric.spread) is not None and m.get(metric.key) is not None:
-            text += " ± " + _fmt(m[metric.spread], metric.fmt)
+        value = m.get(metric.key)
+        text = _fmt(None if value is None else value * metric.scale, metric.fmt)
+        if metric.spread and m.get(metric.spread) is not None and value is not None:
+            text += " ± " + _fmt(m[metric.spread] * metric.scale, metric.fmt)
         cells.append(text)
     return cells
 

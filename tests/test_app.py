@@ -47,7 +47,7 @@ def model_dirs(tmp_path_factory):
     (root / "gan" / "metrics.json").write_text(json.dumps(
         {"name": "gan", "n": 100, "features": "effnet-lite0",
          "metrics": {"fid": 41.5, "fid_std": 0.25, "kid": 0.03, "ndb": 7},
-         "real_vs_real": {"fid": 3.25, "kid": 2e-05}, "protocol": "tiny",
+         "real_vs_real": {"fid": 3.25, "kid": 2e-07}, "protocol": "tiny",
          "weights_sha256": weights_sha256(root / "gan")}))
     (root / "wgan-gp" / "metrics.json").write_text(json.dumps(  # scores of weights that are gone
         {"name": "wgan-gp", "n": 100, "metrics": {"fid": 12.0}, "weights_sha256": "0" * 64}))
@@ -263,7 +263,7 @@ def test_metrics_tab_is_one_row_per_known_metric_and_ignores_other_weights(model
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| metric")]
     names = {m.key: m for m in METRICS}
     assert [r.split(" | ")[0][2:] for r in rows] == [names["fid"].name, names["kid"].name]  # not "ndb": no row for it
-    assert rows[1].split(" | ")[2:5] == ["0.03", "–", "2e-05"]  # the floor keeps its digits
+    assert rows[1].split(" | ")[2:5] == ["30.00", "–", "0.0002"]  # KID ×10³, as titled; the floor keeps its digits
     assert rows[0].endswith(f"| {names['fid'].meaning} |")
     assert f"WGAN-GP**: {OTHER_WEIGHTS}" in table and "n = 100" in table
 
