@@ -53,7 +53,7 @@ def _value(table, key: str):
 
 def _scaled(value, metric):
     """A stored value as the metric table shows it (KID ×10³)."""
-    return None if value is None else value * getattr(metric, "scale", 1.0)
+    return None if value is None else value * metric.scale
 
 
 def _fmt(value, fmt: str) -> str:
@@ -97,7 +97,7 @@ def metrics_markdown(slots) -> str:
         best = _best(m, values, floor)
         if best is not None:
             cells[best] = f"**{cells[best]}**"
-        spread = getattr(m, "spread", None)  # the key of the value's standard error, when the row has one
+        spread = m.spread  # the key of the value's standard error, when the row has one
         if spread:
             cells = [c if _value(t, spread) is None or v is None else f"{c} ± {_fmt(_scaled(_value(t, spread), m), m.fmt)}"
                      for c, v, t in zip(cells, values, tables)]
