@@ -104,18 +104,23 @@ def load_latest_state(run_dir: str | os.PathLike, map_location="cpu") -> tuple[d
 # ---- generator export ------------------------------------------------------
 
 WEIGHTS_FILE = "model.safetensors"
-# Files beside the weights that describe them (scores, samples, the model card): an export that
+# Files beside the weights that describe them (scores, samples, the model card, the training record): an export that
 # changes the weights drops them, so no folder ever shows numbers of other weights.
-DESCRIBES_WEIGHTS = ("metrics.json", "samples.png", "README.md")
+DESCRIBES_WEIGHTS = ("metrics.json", "samples.png", "README.md", "training_info.json")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def weights_sha256(folder: str | os.PathLike) -> str:
     """sha256 of an exported generator's model.safetensors: the identity metrics.json records."""
-    h = hashlib.sha256()
-    with open(Path(folder) / WEIGHTS_FILE, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(Path(folder) / WEIGHTS_FILE)
 
 
 def export_generator(generator: Generator, out_dir: str | os.PathLike, extra: dict | None = None) -> Path:

@@ -125,9 +125,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     """Refuse values no run can use, with a message naming the flag."""
     if not cfg.data:
         raise UsageError("--data is required (a folder, .zip or .tar of images)")
-    for k in ("batch_size", "n_critic", "log_every", "sample_every", "ckpt_every", "z_dim", "ngf", "ndf", "eval_n"):
+    for k in ("batch_size", "n_critic", "log_every", "sample_every", "ckpt_every", "z_dim", "ngf", "ndf"):
         if getattr(cfg, k) < 1:
             raise UsageError(f"--{k.replace('_', '-')} must be ≥ 1, got {getattr(cfg, k)}")
+    if cfg.eval_n < 2:
+        raise UsageError(f"--eval-n must be ≥ 2 (an FD needs two samples per side), got {cfg.eval_n}")
+    if cfg.img_size < 8 or cfg.img_size & (cfg.img_size - 1):
+        raise UsageError(f"--img-size must be a power of two ≥ 8 (64 is the report's), got {cfg.img_size}")
     for k in ("epochs", "steps", "eval_every", "threads", "keep_ckpts", "max_minutes"):
         if getattr(cfg, k) < 0:
             raise UsageError(f"--{k.replace('_', '-')} must be ≥ 0, got {getattr(cfg, k)}")

@@ -17,8 +17,9 @@ from __future__ import annotations
 import torch
 
 # The measured-best implementation per (device type, model); anything missing runs eagerly. CPU:
-# benchmarks/train_throughput.py --step-impls eager,compile (docs/scaling.md). CUDA stays eager until
-# a GPU session has run benchmarks/parity.py and the throughput benchmark on the graph step.
+# torch.compile measured 0.93× the eager step (benchmarks/train_throughput.py --step-impls
+# eager,compile; docs/scaling.md), so no entry. CUDA stays eager until benchmarks/parity.py and the
+# throughput benchmark have run the graph step on a GPU.
 AUTO: dict[tuple[str, str], str] = {}
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from torch_fidelity.metric_fid import (
 )
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from .checkpoint import sha256_file
 from .monitor import track
 
 EFFNET = "effnet-lite0"
@@ -61,13 +61,7 @@ BN_EPS = 1e-3  # TensorFlow's BatchNorm epsilon; 3 % of the stored running varia
 PRECISION = {"dtype": "float32", "tf32": False, "autocast": False}
 
 
-@functools.lru_cache(maxsize=4)
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+file_sha256 = functools.lru_cache(maxsize=4)(sha256_file)  # the weights file, hashed once per process
 
 
 def load_effnet_lite0(weights_path: str | os.PathLike | None = None, arch: str = ARCH,

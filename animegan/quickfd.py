@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .config import QUICK_FD_N
-from .data import load_images
+from .data import DataError, load_images
 from .features import build_effnet_lite0, extract, frechet_distance
 from .sampling import generate, sample_z, to_uint8
 
@@ -36,14 +36,15 @@ class QuickFD:
 
     def __init__(self, real_path: str, n: int = QUICK_FD_N, z_dim: int = 100, seed: int = 0, size: int = 64,
                  device: str | torch.device = "cpu", batch_size: int = 64):
-        self.device, self.batch_size, self.source = torch.device(device), batch_size, str(real_path)
+        self.batch_size, self.source = batch_size, str(real_path)
         real = load_images(real_path, size=size, limit=n)
-        self.extractor = build_effnet_lite0(self.device)
+        if len(real.images) < 2:
+            raise DataError(f"{real_path}: the quick FD needs at least 2 readable images, found {len(real.images)}")
+        self.extractor = build_effnet_lite0(torch.device(device))
         self.real = extract(real.images, self.extractor, batch_size=batch_size)  # n×1280
         self.names = real.names
         self.n = len(self.real)
         self.z = sample_z(self.n, z_dim, seed)  # the same latents at every evaluation
-        self.size = size
 
     def __call__(self, generator: nn.Module) -> float:
         images = to_uint8(generate(generator, self.z))

@@ -152,8 +152,10 @@ def training_loop(cfg: TrainConfig, state: dict | None = None, env: DistEnv = Di
         if main_rank and trainer.step > first_step:
             if quick_fd and not interrupted and trainer.evaluated_step != trainer.step:
                 evaluate(run, trainer, quick_fd, log, progress)  # the budget ended the run between evaluations
-            save_samples(run, trainer)
-            save_checkpoint(run, trainer)
+            if trainer.step % cfg.sample_every:  # else the loop's last step just wrote them
+                save_samples(run, trainer)
+            if trainer.step % cfg.ckpt_every:
+                save_checkpoint(run, trainer)
     progress.close()
     if env.world > 1:
         same, digests = ddp.ranks_agree(env, trainer.G, trainer.D, trainer.ema)

@@ -116,7 +116,7 @@ class StepInputs:
 
 
 class Trainer:
-    """Models, optimisers and the step; no I/O except what run() asks for."""
+    """Models, optimisers and the step; no file I/O (the training loop in train.py does that)."""
 
     def __init__(self, cfg: TrainConfig, data: LoadedImages, device: torch.device, env: DistEnv | None = None):
         self.cfg, self.device = cfg, device
@@ -149,7 +149,7 @@ class Trainer:
         if self.world > 1:
             self.g_net, self.d_net = wrap(self.G, self.D, device, cfg.sync_bn == "on")
         self.loss = make_loss(cfg)
-        self.images = data.images  # N×3×H×W uint8, CPU (or device when it fits)
+        self.images = data.images  # N×3×H×W uint8, on the CPU; moved to the GPU on CUDA
         if device.type == "cuda":
             self.images = self.images.to(device)
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
@@ -160,7 +160,7 @@ class Trainer:
         self.noise = torch.Generator().manual_seed(cfg.seed + SEED_OFFSET["noise"])  # z and ε, checkpointed
         self.fixed_z = sample_z(16, cfg.z_dim, cfg.seed + SEED_OFFSET["grid"])  # the 4×4 grid, same across resumes
         self.evaluated_step = -1  # the last step the quick FD scored (a rerun must not score it twice)
-        self.train_seconds = 0.0  # wall time spent in run(), summed over resumes
+        self.train_seconds = 0.0  # wall time spent in training steps, summed over resumes
         self.step = 0  # generator steps done
         self.batches = 0  # real batches shown to D
         self._perm_epoch, self._perm = -1, None

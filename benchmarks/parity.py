@@ -5,7 +5,7 @@
         cuda-fp32,cuda-fp32-tf32,cuda-fp32-bench,cuda-bf16,cuda-bf16-release,cuda-bf16-plainio,cuda-bf16-graph
 
 Every variant trains the same model from the same seed, on the same images in the same order with
-the same noise, for --steps generator steps; the first variant of --reference (default cpu-fp32)
+the same noise, for --steps generator steps; --reference (default cpu-fp32)
 is the reference. A variant is DEVICE-PRECISION[-OPTION…]:
 
   cpu | cuda     device;   fp32 | bf16   autocast (fp32 = none)

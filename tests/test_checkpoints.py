@@ -41,13 +41,15 @@ def test_export_over_a_card_keeps_it_only_for_the_same_weights(tmp_path):
     torch.manual_seed(0)
     g = Generator(ngf=4, img_size=16)
     out = export_generator(g, tmp_path / "gen")
-    for name in ("metrics.json", "samples.png", "README.md", "notes.txt"):
+    for name in ("metrics.json", "samples.png", "README.md", "training_info.json", "notes.txt"):
         (out / name).write_text(json.dumps({"weights_sha256": weights_sha256(out)}))
     export_generator(g, out)  # the same weights again: everything stays
-    assert all("weights_sha256" in (out / n).read_text() for n in ("metrics.json", "samples.png", "README.md"))
+    assert all("weights_sha256" in (out / n).read_text()
+               for n in ("metrics.json", "samples.png", "README.md", "training_info.json"))
     with torch.no_grad():
         g.net[0].weight.add_(1.0)
     export_generator(g, out)
     assert not (out / "metrics.json").exists() and not (out / "samples.png").exists()
+    assert not (out / "training_info.json").exists()  # its selection record described the old weights
     assert "weights_sha256" not in (out / "README.md").read_text()  # huggingface_hub's generic card
     assert (out / "notes.txt").exists()  # not ours to judge

@@ -1,10 +1,12 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,6 +117,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path, tiny_images, capsys):
     assert train(tiny_images, tmp_path / "r", "--steps", "1", "--batch-size", "0") == 2
     assert train(tiny_images, tmp_path / "r", "--steps", "1", "--batch-size", "64") == 2
     assert "fewer than one batch" in capsys.readouterr().err
+    for flags, says in ((("--img-size", "48"), "power of two"), (("--eval-n", "1"), "--eval-n must be ≥ 2")):
+        assert train(tiny_images, tmp_path / "r", "--steps", "1", *flags) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and says in err and "\n" not in err
+    (tmp_path / "one").mkdir()
+    shutil.copy(next(p for p in Path(tiny_images).iterdir() if p.is_file()), tmp_path / "one")
+    assert train(tiny_images, tmp_path / "r", "--steps", "1", "--eval-every", "1", "--eval-real", str(tmp_path / "one")) == 2
+    assert "at least 2 readable images" in capsys.readouterr().err
 
 
 def test_resume_refuses_a_different_model_and_no_resume_refuses_overwrite(tiny_images, tmp_path, capsys):
