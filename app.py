@@ -84,6 +84,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.concurrency < 1 or args.max_queue < 1:
         raise SystemExit("error: --concurrency and --max-queue must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise SystemExit(f"error: --threads must be ≥ 1, got {args.threads}")
     # Two requests that each spread over both cores only wait on each other's OpenMP barriers:
     # on a busy 2-core machine one request with 2 threads took 10× longer than with 1.
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // args.concurrency))

@@ -111,6 +111,8 @@ def space_files(root: Path = ROOT) -> dict[str, Path]:
 def build(out: Path, root: Path = ROOT) -> list[tuple[str, int]]:
     """Write the Space's folder into `out` (new or empty); returns (path, bytes) per file."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: {out} is a file; give a new folder to --out")
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"error: {out} is not empty; give a new folder to --out")
     for name, src in space_files(root).items():

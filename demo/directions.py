@@ -107,7 +107,11 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--truncation", type=float, default=1.0)
     args = p.parse_args(argv)
-    draw_figure(args.figure, args.gan, args.wgan_gp, args.seed, args.truncation)
+    from animegan.checkpoint import GeneratorLoadError
+    try:
+        draw_figure(args.figure, args.gan, args.wgan_gp, args.seed, args.truncation)
+    except GeneratorLoadError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ other weights and is ignored (the tab says so).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from animegan.checkpoint import WEIGHTS_FILE, weights_sha256
@@ -48,7 +49,7 @@ def read_metrics(source: str) -> tuple[dict, str | None]:
 
 def _value(table, key: str):
     v = table.get(key) if isinstance(table, dict) else None
-    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
 def _scaled(value, metric):

@@ -88,7 +88,7 @@ def compare_tab(d: Demo, lane: dict) -> SimpleNamespace:
     gr.Examples([[DEFAULT_SEED, 1.0], [7, 0.7], [2024, 1.2], [123456789, 0.5], [3, 0.0]],
                 inputs=[seed, trunc], outputs=[out_a, out_b], fn=d.compare,
                 run_on_click=True, cache_examples=False, **PRIVATE)
-    return SimpleNamespace(seed=seed, trunc=trunc, images=[out_a, out_b], events=events, grid_io=grid_io)
+    return SimpleNamespace(seed=seed, trunc=trunc, images=[out_a, out_b], events=events)
 
 
 def interpolate_tab(d: Demo, lane: dict) -> None:

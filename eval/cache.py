@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -59,7 +58,6 @@ class CachedFeatures:
     excluded: int           # images left out because their id is in `exclude`
     from_cache: bool
     key: str
-    seconds: float          # wall time of this call
 
 
 def extractor_identity(extractor: str, weights_path=None, device="cpu") -> dict:
@@ -114,7 +112,6 @@ def cached_features(path, extractor: str = F.EFFNET, n: int | None = None, size:
                     device="cpu", progress: bool = False, exclude: frozenset[str] = frozenset()) -> CachedFeatures:
     """Features of the first `n` (sorted) images of `path` whose image id is not in `exclude`;
     from the cache when possible."""
-    t0 = time.perf_counter()
     every = open_image_source(path).entries  # raises DataError if unusable
     ids = image_ids([e[0] for e in every])
     entries = [list(e) for e, i in zip(every, ids) if i not in exclude][:n]
@@ -123,8 +120,7 @@ def cached_features(path, extractor: str = F.EFFNET, n: int | None = None, size:
     file = Path(cache_dir or default_cache_dir()) / f"{key}.safetensors"
     if use_cache and (got := _read(file)) is not None:
         feats, meta = got
-        return CachedFeatures(feats, json.loads(meta["names"]), int(meta["skipped"]), excluded, True, key,
-                              time.perf_counter() - t0)
+        return CachedFeatures(feats, json.loads(meta["names"]), int(meta["skipped"]), excluded, True, key)
     loaded = load_images(path, size=size, names=[e[0] for e in entries], progress=progress)
     feats = extract_features(loaded.images, extractor, batch_size=batch_size, device=device,
                              weights_path=weights_path, progress=progress)
@@ -134,7 +130,7 @@ def cached_features(path, extractor: str = F.EFFNET, n: int | None = None, size:
                                  "source": str(path), "extractor": str(extractor), "size": str(size)})
         except OSError as e:  # a read-only home must not stop an evaluation
             print(f"warning: could not write feature cache {file}: {e.strerror or e}", file=sys.stderr)
-    return CachedFeatures(feats, loaded.names, loaded.skipped, excluded, False, key, time.perf_counter() - t0)
+    return CachedFeatures(feats, loaded.names, loaded.skipped, excluded, False, key)
 
 
 @functools.lru_cache(maxsize=4)

@@ -159,15 +159,22 @@ def evaluate(real, ckpts=(), fakes=(), train=None, exclude=(), n: int = 10000, f
              spread_rounds: int = 20, ct_cells: int = 5, batch_size: int = 16, device="cpu", cache_dir=None,
              use_cache: bool = True) -> tuple[dict, dict]:
     """Every metric of every generator (`ckpts`) and image set (`fakes`) against `real`; returns
-    (report, pictures) for eval.report.write_report. Bad input raises before any slow work."""
+    (report, pictures) for eval.report.write_report. Bad paths and values raise before any feature
+    extraction; a --fake set with too few readable images, once its images are read."""
     t0, notes = time.perf_counter(), []
     if n < MIN_N:
         raise UsageError(f"--n must be at least {MIN_N}, got {n}")
     if spread_rounds < 2 or ct_cells < 1:
         raise UsageError(f"--fid-spread must be ≥ 2 and --ct-cells ≥ 1, got {spread_rounds} and {ct_cells}")
+    for flag, value in (("--ndb-k", ndb_k), ("--kid-subsets", kid_subsets), ("--batch-size", batch_size),
+                        ("--size", size)):
+        if value < 1:
+            raise UsageError(f"{flag} must be ≥ 1, got {value}")
     feats_name = resolve_name(features)
     for path in [real, *([train] if train else []), *exclude]:
         open_image_source(path)  # a missing or empty path fails before any slow work
+    if train and len(open_image_source(train).entries) < ct_cells:
+        raise UsageError(f"--train {train}: C_T needs at least --ct-cells = {ct_cells} images")
     specs = load_fake_sets(ckpts, fakes, device, {"real-vs-real"})
     ext = get_extractor(features, inception_weights, device)  # fails fast when offline
     cache = dict(extractor=features, size=size, cache_dir=cache_dir, use_cache=use_cache,

@@ -105,7 +105,7 @@ _EXTRACTORS: dict[tuple, FeatureExtractorBase] = {}
 
 
 def get_extractor(name: str = EFFNET, weights_path=None, device="cpu") -> FeatureExtractorBase:
-    """build_extractor, memoised per process (the training loop calls this every few k steps)."""
+    """build_extractor, memoised per process."""
     key = (resolve_name(name), str(weights_path) if weights_path else None, str(device))
     if key not in _EXTRACTORS:
         _EXTRACTORS[key] = build_extractor(name, weights_path, device)

@@ -8,9 +8,9 @@ excluded.
 - kernel_distance    KID (Bińkowski et al. 2018), unbiased MMD², cubic kernel, through torch-fidelity.
 - precision_recall   Kynkäänniemi et al. 2019, k = 3.
 - density_coverage   Naeem et al. 2020, k = 5; coverage is the mode-dropping number.
-- collapse_score     ours: mean NN distance among Y ÷ the same for an equal-size real sample.
-- near_duplicates    Arora & Zhang 2017 (birthday paradox): share of Y whose nearest Y is
-                     closer than the 1st percentile of real–real NN distances.
+- sample_diversity   collapse: ours, mean NN distance among Y ÷ the same for an equal-size real
+                     sample; near_duplicates: Arora & Zhang 2017 (birthday paradox), share of Y
+                     whose nearest Y is closer than the 1st percentile of real–real NN distances.
 - ndb                Richardson & Weiss 2018: K k-means bins of X, two-proportion z-tests, JS.
 - fd_spread          the sampling noise of FID: its std over random halves of both sets.
 - vendi_score        Friedman & Dieng 2023: exp(entropy of the similarity matrix's eigenvalues),
@@ -125,15 +125,6 @@ def nn_within(x) -> tuple[np.ndarray, np.ndarray]:
     # With exact duplicates the point itself may come second; both columns are then 0.
     self_first = idx[:, 0] == np.arange(len(x))
     return np.where(self_first, dist[:, 1], dist[:, 0]), np.where(self_first, idx[:, 1], idx[:, 0])
-
-
-def collapse_score(real, fake, seed: int = 0) -> dict:
-    """mean NND_1(Y) ÷ mean NND_1(real sample of the same size): ≈ 1 diverse, → 0 collapsed."""
-    return sample_diversity(real, fake, seed=seed)["collapse"]
-
-
-def near_duplicates(real, fake, percentile: float = 1.0, seed: int = 0, top: int = 8) -> dict:
-    return sample_diversity(real, fake, percentile=percentile, seed=seed, top=top)["near_duplicates"]
 
 
 def sample_diversity(real, fake, percentile: float = 1.0, seed: int = 0, top: int = 8) -> dict:

@@ -193,8 +193,7 @@ license: mit
 library_name: animegan
 pipeline_tag: unconditional-image-generation
 tags:
-  - gan
-  - {model}
+  - gan{model_tag}
   - anime
   - dcgan
   - image-generation
@@ -292,9 +291,12 @@ def model_card(args) -> None:
               f"The run's best quick-FD export (step {info['step']}, FD {info['fd_effnet_lite0']:.1f} on "
               f"{info['fd_n']} held-out images), chosen by the quick FD of `--eval-every`."
               if "fd_effnet_lite0" in info else f"The run's export at step {info['step']}.")
-    text = CARD.format(model=c["model"], title="plain GAN" if c["model"] == "gan" else "WGAN-GP",
+    gan = c["model"] == "gan"
+    text = CARD.format(model=c["model"], model_tag="" if gan else f"\n  - {c['model']}",
+                       title="plain GAN" if gan else "WGAN-GP",
                        fixes=FIXES[c["model"]], n_images=rc.get("images"), steps=info["step"],
-                       epochs=info["epoch"], images=info["step"] * c["batch_size"] * c["n_critic"],
+                       epochs=info.get("epochs", info["epoch"]),
+                       images=info.get("images_seen") or info["step"] * c["batch_size"] * c["n_critic"],
                        duration=_duration(info.get("train_seconds") or 0), source=source,
                        device=args.machine or rc.get("device", "?"), threads=rc.get("threads") or "default",
                        autocast=rc.get("autocast", "fp32"), evaluation=_evaluation(d), **{k: c[k] for k in (

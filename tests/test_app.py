@@ -276,6 +276,8 @@ def test_metrics_of_any_shape_are_read_defensively(tmp_path):
     assert read_metrics(str(tmp_path)) == ({}, None)
     (tmp_path / "metrics.json").write_text(json.dumps({"metrics": {"fid": 1.0}, "weights_sha256": "ab"}))
     assert read_metrics(str(tmp_path))[1] == "metrics.json describes other weights"  # no weights at all here
+    from demo.metrics import _value
+    assert _value({"ct": float("nan"), "fid": 3}, "ct") is None and _value({"fid": 3}, "fid") == 3  # NaN shows "–"
 
 
 def test_links_round_trip_and_bad_values_are_dropped_with_a_reason():

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from demo.deploy import HUB_FILE_LIMIT, PLAIN_GIT_LIMIT, build, local_modules
+from demo.deploy import PLAIN_GIT_LIMIT, build, local_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -74,10 +74,19 @@ def test_every_imported_module_and_nothing_else_is_shipped(space):
 
 def test_file_sizes_are_within_the_hubs_limits(space):
     _, files = space
-    assert max(files.values()) < HUB_FILE_LIMIT
     big = sorted(f for f, size in files.items() if size > PLAIN_GIT_LIMIT)
     assert big == ["checkpoints/gan/model.safetensors", "checkpoints/wgan-gp/model.safetensors"]
     assert sum(files.values()) < 100 * 2**20
+
+
+def test_build_refuses_a_file_over_the_hubs_limit_and_a_file_as_out(tmp_path, monkeypatch):
+    import demo.deploy as deploy
+    monkeypatch.setattr(deploy, "HUB_FILE_LIMIT", 2**20)  # 1 MiB: the shipped weights are over it
+    with pytest.raises(SystemExit, match="file limit: checkpoints/gan/model.safetensors"):
+        build(tmp_path / "space")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit, match="is a file"):
+        build(tmp_path / "file")
 
 
 def test_the_app_starts_from_the_built_folder_alone(space):

@@ -116,6 +116,9 @@ def test_bad_input_is_one_line_and_exit_2(sets, tmp_path, capsys):
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "a.png").write_bytes(b"nope")
+    one = tmp_path / "one"  # one training image: fewer than C_T's 5 cells
+    one.mkdir()
+    (one / "a.png").write_bytes(next(Path(sets["real"]).iterdir()).read_bytes())
     notgen = tmp_path / "notgen"
     notgen.mkdir()
     (notgen / "weights.bin").write_bytes(b"x")
@@ -132,6 +135,10 @@ def test_bad_input_is_one_line_and_exit_2(sets, tmp_path, capsys):
                         capsys), "gone")
     one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], *base, "--fid-spread", "1"], capsys),
                    "--fid-spread")
+    for flag in ("--ndb-k", "--kid-subsets", "--batch-size", "--size"):
+        one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], *base, flag, "0"], capsys), flag)
+    one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--train", one, *base, "--ct-cells", "5"],
+                        capsys), "--ct-cells")
     assert not (tmp_path / "r").exists()  # nothing half-written
     with pytest.raises(SystemExit) as e:  # argparse: neither --ckpt nor --fake
         cli.main(["--real", str(sets["real"])])

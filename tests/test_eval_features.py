@@ -175,7 +175,8 @@ def test_cache_key_changes_with_everything_that_moves_features(change, tmp_path,
     elif change == "torch":
         monkeypatch.setattr(torch, "__version__", "0.0.1")
     elif change == "timm":
-        monkeypatch.setattr(fcache.metadata, "version", lambda pkg: "0.0.1" if pkg == "timm" else "1")
+        real = fcache.metadata.version  # only timm's version moves: the key must notice that one
+        monkeypatch.setattr(fcache.metadata, "version", lambda pkg: "0.0.1" if pkg == "timm" else real(pkg))
     elif change == "tf32":
         monkeypatch.setitem(F.PRECISION, "tf32", True)
     assert key("cuda" if change == "device" else "cpu") != before
