@@ -97,8 +97,7 @@ class EMA(AveragedModel):
             torch._foreach_copy_(dst, src)
         else:
             torch._foreach_lerp_(dst, src, 1 - ema_decay_at(self.decay, n))
-        for b_avg, b in zip(self.module.buffers(), model.buffers(), strict=True):  # BatchNorm statistics
-            b_avg.copy_(b)
+        torch._foreach_copy_(list(self.module.buffers()), list(model.buffers()))  # BatchNorm statistics
         self.n_averaged += 1
 
 

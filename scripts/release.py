@@ -32,7 +32,7 @@ from animegan.models import Generator
 from animegan.monitor import read_metrics
 from animegan.quickfd import QuickFD
 from animegan.rundir import RunDir
-from animegan.sampling import sample_z
+from animegan.sampling import z_from_seed
 
 
 def fd_curve(args) -> None:
@@ -148,12 +148,12 @@ def figures(args) -> None:
 
     # 4. the shipped generators side by side on the same seeds
     from torchvision.utils import make_grid
-    z = torch.stack([sample_z(1, 100, seed=s)[0] for s in range(16)])
     fig, axes = plt.subplots(1, len(args.ckpt), figsize=(4.6 * len(args.ckpt), 4.9), squeeze=False)
     for ax, ck in zip(axes[0], args.ckpt):
         g = load_generator(ck)
+        z = torch.stack([z_from_seed(s, g.z_dim) for s in range(16)])  # the demo's latents of seeds 0–15
         with torch.inference_mode():
-            img = make_grid(g(z[:, :g.z_dim]), nrow=4, normalize=True, value_range=(-1, 1), padding=2)
+            img = make_grid(g(z), nrow=4, normalize=True, value_range=(-1, 1), padding=2)
         ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(f"{Path(ck).name}: seeds 0–15", fontsize=10)
         ax.axis("off")
@@ -283,7 +283,7 @@ def model_card(args) -> None:
     c = info["config"]
     g = load_generator(d)
     from torchvision.utils import save_image
-    z = torch.stack([sample_z(1, g.z_dim, seed=i)[0] for i in range(16)])
+    z = torch.stack([z_from_seed(s, g.z_dim) for s in range(16)])
     with torch.inference_mode():
         save_image(g(z), d / "samples.png", nrow=4, normalize=True, value_range=(-1, 1), padding=2)
     rc = json.loads((Path(args.run) / "config.json").read_text())
