@@ -62,12 +62,14 @@ def find_directions(generator: torch.nn.Module, k: int = K, n: int = N_SAMPLES, 
     return Directions(torch.from_numpy(steps).float(), pca.components_, pca.mean_, sigma, pca.explained_variance_ratio_)
 
 
-def direction_sheet(generator: torch.nn.Module, dirs: Directions, z: torch.Tensor, rows: int,
-                    offsets: tuple[float, ...]) -> torch.Tensor:
-    """(rows·len(offsets))×3×64×64 images in [-1, 1]: z moved along each of the first `rows` directions."""
-    zs = torch.stack([z + o * dirs.steps[i] for i in range(rows) for o in offsets])
-    with torch.inference_mode():
-        return generator(zs)
+THUMB_OFFSETS = (-3.0, -1.5, 0.0, 1.5, 3.0)  # a strip of thumbnails along one direction, in σ
+
+
+def moved_latents(z: torch.Tensor, steps: torch.Tensor, rows: int,
+                  offsets: tuple[float, ...] = THUMB_OFFSETS) -> torch.Tensor:
+    """(rows·len(offsets))×z_dim: z (z_dim or 1×z_dim) moved by each offset along each of the first
+    `rows` directions (row-major: direction 1's strip first)."""
+    return torch.stack([(z + o * steps[i]).reshape(-1) for i in range(rows) for o in offsets])
 
 
 def draw_figure(path: str, gan: str, wgan_gp: str, seed: int, truncation: float) -> None:
@@ -80,12 +82,13 @@ def draw_figure(path: str, gan: str, wgan_gp: str, seed: int, truncation: float)
     from animegan.checkpoint import load_generator
     from animegan.sampling import z_from_seed
 
-    offsets = (-3.0, -1.5, 0.0, 1.5, 3.0)
+    offsets = THUMB_OFFSETS
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (title, source) in zip(axes, (("GAN", gan), ("WGAN-GP", wgan_gp))):
         g = load_generator(source)
         dirs = find_directions(g)
-        imgs = direction_sheet(g, dirs, z_from_seed(seed, g.z_dim) * truncation, 3, offsets)
+        with torch.inference_mode():
+            imgs = g(moved_latents(z_from_seed(seed, g.z_dim) * truncation, dirs.steps, 3))
         grid = make_grid((imgs + 1) / 2, nrow=len(offsets), padding=2, pad_value=1).permute(1, 2, 0).numpy()
         ax.imshow(grid, interpolation="nearest")
         ax.set_title(f"{title} ({source})")

@@ -18,11 +18,10 @@ import torch
 from animegan.sampling import lerp, slerp, z_from_seed
 from demo.core import (MAX_SEED, SCALE, Slot, check_frames, check_method, check_offsets, check_seed,
                        check_truncation, check_whole, draw, seed_latents, tile, upscale)
-from demo.directions import K, find_directions
+from demo.directions import K, THUMB_OFFSETS, find_directions, moved_latents
 from demo.files import write_downloads, write_gif
 
 GIF_SCALE, STRIP_SCALE, STRIP_COLS, GRID_SCALE = 4, 2, 8, 2
-THUMB_OFFSETS = (-3.0, -1.5, 0.0, 1.5, 3.0)  # the thumbnails beside each Explore slider, in σ
 
 
 class Demo:
@@ -111,8 +110,7 @@ class Demo:
         seed, truncation = check_seed(seed), check_truncation(truncation)
         self._need_models()
         self._with_directions()
-        return self._each(lambda s: torch.cat([seed_latents(s, [seed], truncation) + o * s.directions.steps[i]
-                                                for i in range(K) for o in THUMB_OFFSETS]))
+        return self._each(lambda s: moved_latents(seed_latents(s, [seed], truncation), s.directions.steps, K))
 
     def strips(self, seed, truncation):
         """2·K images: for direction 1 … K, the GAN's then the WGAN-GP's strip of thumbnails."""

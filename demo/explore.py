@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import gradio as gr
 
 from demo.core import DEFAULT_SEED, MAX_SEED, OFFSET_MAX, TRUNC_MAX, TRUNC_MIN
-from demo.directions import K
-from demo.endpoints import THUMB_OFFSETS, Demo
+from demo.directions import K, THUMB_OFFSETS
+from demo.endpoints import Demo
 from demo.tabs import PRIVATE, downloads
 
 API_DESCRIPTION = (f"seed (0 … {MAX_SEED}) and truncation ({TRUNC_MIN} … {TRUNC_MAX}) as in /compare; "

@@ -13,6 +13,7 @@ import urllib.parse
 import gradio as gr
 
 from demo.core import DEFAULT_SEED, check_offsets, check_seed, check_truncation
+from demo.tabs import PRIVATE
 
 TABS = ("compare", "interpolate", "explore", "about")
 
@@ -73,7 +74,6 @@ def restore_and_link(blocks: gr.Blocks, d, tabs: gr.Tabs, tab_blocks: dict, comp
                      lane: dict) -> None:
     """Wire the URL state: restore it on page load, keep Compare and Explore on one seed and
     truncation when switching tabs, and refresh the copyable link after every change."""
-    private = dict(api_visibility="private")
     tab_now = gr.State("compare")
     zeros = [0.0] * len(explore.sliders)
 
@@ -82,7 +82,7 @@ def restore_and_link(blocks: gr.Blocks, d, tabs: gr.Tabs, tab_blocks: dict, comp
         return page_link(_page_url(request), tab, seed, trunc, offsets)
 
     link_io = dict(fn=make_link, inputs=[tab_now, compare.seed, compare.trunc, explore.seed, explore.trunc,
-                                         explore.offsets], outputs=link, queue=False, **private)
+                                         explore.offsets], outputs=link, queue=False, **PRIVATE)
     for event in compare.events + explore.events:
         event.then(**link_io)
 
@@ -107,11 +107,11 @@ def restore_and_link(blocks: gr.Blocks, d, tabs: gr.Tabs, tab_blocks: dict, comp
         return ("compare", *(got or [gr.skip()] * len(compare_out)))
 
     explore_in = [compare.seed, compare.trunc, explore.seed, explore.trunc, explore.offsets]
-    tab_blocks["explore"].select(to_explore, explore_in, [tab_now, *explore_out], **private, **lane).then(**link_io)
+    tab_blocks["explore"].select(to_explore, explore_in, [tab_now, *explore_out], **PRIVATE, **lane).then(**link_io)
     tab_blocks["compare"].select(to_compare, [explore.seed, explore.trunc, compare.seed, compare.trunc],
-                                 [tab_now, *compare_out], **private, **lane).then(**link_io)
+                                 [tab_now, *compare_out], **PRIVATE, **lane).then(**link_io)
     for name in ("interpolate", "about"):
-        tab_blocks[name].select(lambda n=name: n, None, tab_now, queue=False, **private).then(**link_io)
+        tab_blocks[name].select(lambda n=name: n, None, tab_now, queue=False, **PRIVATE).then(**link_io)
 
     restored = [tabs, tab_now, compare.seed, compare.trunc, explore.seed, explore.trunc, *explore.sliders,
                 explore.offsets, *compare.images, *explore.images, *explore.strips]
@@ -129,4 +129,4 @@ def restore_and_link(blocks: gr.Blocks, d, tabs: gr.Tabs, tab_blocks: dict, comp
         return (out + [seed, trunc, seed, trunc, *offsets, offsets]
                 + list(d.compare(seed, trunc)) + list(explore.everything(seed, trunc, offsets)))
 
-    blocks.load(restore, None, restored, **private, **lane).then(**link_io)
+    blocks.load(restore, None, restored, **PRIVATE, **lane).then(**link_io)

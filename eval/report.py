@@ -104,6 +104,17 @@ def ct_reading(ct) -> str:
     return "no sign of copying: the samples sit as close to the training set as unseen real images do"
 
 
+def readings(m: dict, floor: dict, n: int) -> list[str]:
+    """A row's numbers that read as words: Vendi as distinct faces beside real data's, C_T's verdict."""
+    out = []
+    if m.get("vendi") is not None:
+        out.append(f"About {m['vendi']:.0f} distinct faces per {n} samples (Vendi score; real data: about "
+                   f"{floor.get('vendi', float('nan')):.0f}).")
+    if m.get("ct") is not None:
+        out.append(f"Data copying: C_T = {m['ct']:+.1f} — {ct_reading(m['ct'])}.")
+    return out
+
+
 def fid_overlaps(rows: list[dict]) -> list[str]:
     """For each pair of rows, whether their FID intervals (point ± 2 std) overlap."""
     out = []
@@ -158,12 +169,7 @@ def _markdown(report: dict, pictures: dict) -> str:
     for row in report["models"] + ([report["baseline"]] if report.get("baseline") else []):
         md += [f"## {row['name']}", "", f"Source: `{row['source']}` ({row['kind']}, n = {row['n']}"
                + (f", {row['skipped']} unreadable files skipped" if row.get("skipped") else "") + ")", ""]
-        m, base = row["metrics"], (report.get("baseline") or {}).get("metrics", {})
-        if m.get("vendi") is not None:
-            md += [f"Vendi: about {m['vendi']:.0f} distinct faces per {row['n']} samples (real data: about "
-                   f"{base.get('vendi', float('nan')):.0f} per {row['n']})."]
-        if m.get("ct") is not None:
-            md += [f"Data copying: C_T = {m['ct']:+.1f} — {ct_reading(m['ct'])}."]
+        md += readings(row["metrics"], (report.get("baseline") or {}).get("metrics", {}), row["n"])
         if row.get("selection"):
             sel = row["selection"]
             md += [f"Selected on {sel['n']} images of `{sel['source']}`, {sel['overlap']} of them among the real "

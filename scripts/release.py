@@ -254,20 +254,14 @@ def _duration(seconds: float) -> str:
 
 def _evaluation(d: Path) -> str:
     """The card's evaluation section, from metrics.json."""
-    from eval.report import ct_reading, format_table
+    from eval.report import format_table, readings
     m = json.loads((d / "metrics.json").read_text())
     protocol = (f"Features `{m['features']}`; {m['protocol']}. The last row is a second real split of "
                 f"equal size: the floor each number can reach at this n.")
     table = format_table({"models": [m], "baseline": {"name": "real-vs-real", "n": m["n"],
                                                       "metrics": m["real_vs_real"]}}, markdown=True)
-    got, floor = m["metrics"], m["real_vs_real"]
-    readings = []
-    if got.get("vendi") is not None:
-        readings.append(f"About {got['vendi']:.0f} distinct faces per {m['n']} samples (Vendi score; real data: "
-                        f"about {floor.get('vendi', float('nan')):.0f}).")
-    if got.get("ct") is not None:
-        readings.append(f"Data copying: C_T = {got['ct']:+.1f} — {ct_reading(got['ct'])}.")
-    return EVALUATION.format(protocol=protocol, table=table, readings=" ".join(readings))
+    return EVALUATION.format(protocol=protocol, table=table,
+                             readings=" ".join(readings(m["metrics"], m["real_vs_real"], m["n"])))
 
 
 def model_card(args) -> None:
