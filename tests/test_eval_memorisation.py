@@ -45,7 +45,13 @@ def test_far_samples_are_underfitting_where_the_ratio_said_fine(sets):
 
 
 def test_cells_without_enough_samples_are_left_out(sets):
-    # half copies concentrated in one region are judged only where the generator puts ≥ 20 samples
+    # copies crowded into one cell, and 5 strays in another: only the crowded cell is judged
+    fitted = memo.copying_cells(sets["train"], sets["heldout"])
+    cell_t = fitted["cell_t"]
+    crowded, other = sets["train"][cell_t == 0][:100], sets["train"][cell_t == 1][:5]
+    res = memo.data_copying(sets["train"], sets["heldout"], torch.cat([crowded, other]) + 0.05, fitted=fitted)
+    assert res["cells_used"] == 1 and res["z"][0] < -3 and res["z"][1] is None
+    assert res["ct"] == pytest.approx(res["z"][0])  # the one judged cell carries all the weight
     few = sets["train"][:10] + 0.05
     res = memo.data_copying(sets["train"], sets["heldout"], few)
     assert res["cells_used"] == 0 and res["ct"] != res["ct"]  # NaN: nothing to judge
