@@ -73,7 +73,7 @@ def metrics_for(fake, ctx: dict, seed: int) -> tuple[dict, dict]:
         kid = mt.kernel_distance(ref, fake, subsets=ctx["kid_subsets"], seed=seed)
     pr, dc = mt.precision_recall(ref, fake), mt.density_coverage(ref, fake)
     div = mt.sample_diversity(ref, fake, seed=seed)
-    ndb = mt.ndb(ref, fake, centers=ctx["centers"], alpha=0.05)
+    ndb = mt.ndb(ref, fake, centers=ctx["centers"])
     m = {"fid": mt.frechet_distance(ref, fake), **mt.fd_spread(ref, fake, ctx["spread_rounds"], seed), **kid,
          **pr, **dc, "collapse": div["collapse"], "near_dup_rate": div["near_duplicates"]["rate"],
          "ndb": ndb["ndb"], "ndb_over_k": ndb["ndb_over_k"], "js": ndb["js"],
@@ -230,13 +230,15 @@ def evaluate(real, ckpts=(), fakes=(), train=None, exclude=(), n: int = 10000, f
 
     protocol = {"features": feats_name, "feature_dim": int(ref.shape[1]), "n": n, "seed": seed, "size": size,
                 "preprocess": f"{PREPROCESS}, size={size}",
-                "generated": f"sample_z(n, z_dim, seed={seed}), model output {size}×{size}",
+                "generated": f"sample_z(n, z_dim, seed={seed}), at {size}×{size}",
                 "real_split": f"first {2 * n} images by name{' not excluded' if exclude else ''}, permuted with "
                               f"seed {seed}: A = reference, B = baseline", "kid_subsets": kid_subsets,
-                "kid_subset_size": min(1000, n), "fid_spread": f"std of FID over {spread_rounds} random halves of both sets", "k_precision_recall": 3,
-                "k_density_coverage": 5, "ndb_k": k, "ndb_alpha": 0.05, "near_dup_percentile": 1.0,
+                "kid_subset_size": min(mt.KID_SUBSET_SIZE, n),
+                "fid_spread": f"std of FID over {spread_rounds} random halves of both sets",
+                "k_precision_recall": mt.K_PRECISION_RECALL, "k_density_coverage": mt.K_DENSITY_COVERAGE,
+                "ndb_k": k, "ndb_alpha": mt.NDB_ALPHA, "near_dup_percentile": mt.NEAR_DUP_PERCENTILE,
                 "vendi_kernel": "cosine similarity of features minus the reference mean",
-                "ct_cells": ct_cells, "ct_min_samples": 20, "inception_weights": inception_weights}
+                "ct_cells": ct_cells, "ct_min_samples": mem.CT_MIN_SAMPLES, "inception_weights": inception_weights}
     report = {"protocol": protocol, "real": real_info, "models": rows[:-1], "baseline": rows[-1],
               "warnings": notes, "seconds": round(time.perf_counter() - t0, 2)}
     return report, pics

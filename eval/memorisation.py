@@ -46,7 +46,10 @@ def copying_cells(train, heldout, cells: int = 5, seed: int = 0) -> dict:
     return {"km": km, "train": t, "cell_t": cell_t, "cell_p": cell_p, "p_dist": p_dist, "cells": cells}
 
 
-def data_copying(train, heldout, fake, cells: int = 5, min_samples: int = 20, seed: int = 0,
+CT_MIN_SAMPLES = 20  # a cell is judged only where the generator puts at least this many samples
+
+
+def data_copying(train, heldout, fake, cells: int = 5, min_samples: int = CT_MIN_SAMPLES, seed: int = 0,
                  fitted: dict | None = None) -> dict:
     """C_T (Meehan et al. 2020) of generated features against training and held-out real features;
     `fitted` (from copying_cells) skips refitting when many sets are tested against the same two."""

@@ -44,6 +44,13 @@ from animegan.features import frechet_distance  # noqa: F401 — defined once, w
 
 CHUNK_ELEMENTS = 1 << 23  # distances per cdist chunk: 8M float64 = 64 MB
 
+# The protocol's fixed choices, recorded in every report.json next to the numbers they produced.
+K_PRECISION_RECALL = 3
+K_DENSITY_COVERAGE = 5
+KID_SUBSET_SIZE = 1000
+NEAR_DUP_PERCENTILE = 1.0
+NDB_ALPHA = 0.05
+
 
 def _t(x) -> torch.Tensor:
     """Any 2-D array-like → float64 CPU tensor (float64: distances of near-identical points stay exact)."""
@@ -90,7 +97,7 @@ def ball_membership(points, centers, radii: list[np.ndarray]) -> tuple[list[np.n
     return [x.numpy() for x in counts], [x.numpy() for x in hit]
 
 
-def kernel_distance(feats_a, feats_b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict:
+def kernel_distance(feats_a, feats_b, subsets: int = 100, subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> dict:
     """KID mean ± std over `subsets` random subsets; the subset size shrinks (with a warning) below it."""
     a, b = _t(feats_a), _t(feats_b)
     size = min(subset_size, len(a), len(b))
@@ -103,14 +110,14 @@ def kernel_distance(feats_a, feats_b, subsets: int = 100, subset_size: int = 100
     return {"kid": out[KEY_METRIC_KID_MEAN], "kid_std": out[KEY_METRIC_KID_STD], "kid_subset_size": size}
 
 
-def precision_recall(real, fake, k: int = 3) -> dict:
+def precision_recall(real, fake, k: int = K_PRECISION_RECALL) -> dict:
     """Improved precision (Y inside the real manifold) and recall (X inside the generated one)."""
     (in_real,), _ = ball_membership(fake, real, [knn_radii(real, k)])
     (in_fake,), _ = ball_membership(real, fake, [knn_radii(fake, k)])
     return {"precision": float((in_real > 0).mean()), "recall": float((in_fake > 0).mean())}
 
 
-def density_coverage(real, fake, k: int = 5) -> dict:
+def density_coverage(real, fake, k: int = K_DENSITY_COVERAGE) -> dict:
     """density = Σ_j Σ_i 1[y_j ∈ B(x_i, NND_k(x_i))] / (kM); coverage = share of real balls hit."""
     (counts,), (covered,) = ball_membership(fake, real, [knn_radii(real, k)])
     return {"density": float(counts.sum() / (k * len(counts))), "coverage": float(covered.mean())}
@@ -127,7 +134,7 @@ def nn_within(x) -> tuple[np.ndarray, np.ndarray]:
     return np.where(self_first, dist[:, 1], dist[:, 0]), np.where(self_first, idx[:, 1], idx[:, 0])
 
 
-def sample_diversity(real, fake, percentile: float = 1.0, seed: int = 0, top: int = 8) -> dict:
+def sample_diversity(real, fake, percentile: float = NEAR_DUP_PERCENTILE, seed: int = 0, top: int = 8) -> dict:
     """Collapse score and near-duplicate rate from one NN search each; equal sample sizes."""
     real, fake = _t(real), _t(fake)
     m = min(len(real), len(fake))  # NN distances shrink with sample size: compare equal sizes
@@ -161,7 +168,7 @@ def fit_bins(real, k: int = 50, seed: int = 0) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x).cluster_centers_
 
 
-def ndb(real, fake, centers=None, k: int = 50, alpha: float = 0.05, seed: int = 0) -> dict:
+def ndb(real, fake, centers=None, k: int = 50, alpha: float = NDB_ALPHA, seed: int = 0) -> dict:
     """Number of statistically different bins (two-tailed two-proportion z-test, pooled p) and JS."""
     real, fake = _t(real), _t(fake)
     centers = fit_bins(real, k, seed) if centers is None else np.asarray(centers, dtype=np.float64)
