@@ -76,11 +76,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         recal = copy.deepcopy(stored)
         recalibrate_batchnorm(recal, seed=seed + SEED_OFFSET["batchnorm"])
         gens = {"as stored": stored, "recalibrated": recal, **{k: v for k, v in gens.items() if k != "as stored"}}
-        if seed not in qfd:  # the trainer's quick FD of this run: its latents and the held-out images
-            qfd[seed] = QuickFD(args.real, args.n, stored.z_dim, seed + SEED_OFFSET["quick_fd"], args.size)
+        key = (seed, stored.z_dim)
+        if key not in qfd:  # the trainer's quick FD of this run: its latents and the held-out images
+            qfd[key] = QuickFD(args.real, args.n, stored.z_dim, seed + SEED_OFFSET["quick_fd"], args.size)
         row = {"source": source, "var_ratio_stored_over_recalibrated": variance_ratios(stored, recal)}
         for label, g in gens.items():
-            row[label] = qfd[seed](g)
+            row[label] = qfd[key](g)
             print(f"{source}: {label:12s} quick FD {row[label]:.2f}", file=sys.stderr)
         rows.append(row)
     print(f"quick FD (effnet-lite0, n = {args.n}, real = {args.real}):")

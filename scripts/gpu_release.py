@@ -306,7 +306,7 @@ def score(args) -> int:
     rows, qfd = [], {}
     for run in sorted(p for p in Path(args.runs).iterdir() if (p / "config.json").is_file()):
         cfg = json.loads((run / "config.json").read_text())
-        key = (cfg["seed"], cfg["img_size"])
+        key = (cfg["seed"], cfg["img_size"], cfg["z_dim"])
         if key not in qfd:
             qfd[key] = QuickFD(args.real, args.n, cfg["z_dim"], cfg["seed"] + SEED_OFFSET["quick_fd"], cfg["img_size"],
                                device)

@@ -76,6 +76,8 @@ def _smooth(ys: list[float], w: int) -> list[float]:
 
 
 def figures(args) -> None:
+    if args.grids < 1:
+        raise SystemExit(f"error: --grids must be ≥ 1, got {args.grids}")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -134,7 +136,7 @@ def figures(args) -> None:
         files = sorted((run / "samples").glob("step_*.png"))
         if not files:
             continue
-        picks = [files[round(i * (len(files) - 1) / (args.grids - 1))] for i in range(args.grids)]
+        picks = [files[round(i * (len(files) - 1) / max(args.grids - 1, 1))] for i in range(args.grids)]
         picks = list(dict.fromkeys(picks))
         fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 2.9), squeeze=False)
         for ax, f in zip(axes[0], picks):
