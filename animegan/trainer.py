@@ -97,7 +97,9 @@ class EMA(AveragedModel):
             torch._foreach_copy_(dst, src)
         else:
             torch._foreach_lerp_(dst, src, 1 - ema_decay_at(self.decay, n))
-        torch._foreach_copy_(list(self.module.buffers()), list(model.buffers()))  # BatchNorm statistics
+        buffers = list(self.module.buffers())  # BatchNorm statistics; none when G has no BatchNorm
+        if buffers:
+            torch._foreach_copy_(buffers, list(model.buffers()))
         self.n_averaged += 1
 
 
