@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from .checkpoint import (CheckpointError, GeneratorLoadError, checkpoint_path, export_generator, list_checkpoints,
                          load_generator, load_latest_state, load_state)
 from .config import SEED_OFFSET
@@ -37,11 +39,13 @@ def generator_from_run(run_dir: Path, step: int | None = None) -> tuple[Generato
 
 def generator_from_state(state: dict, path: Path) -> tuple[Generator, dict]:
     c = state["config"]
-    g = Generator(c["z_dim"], c["ngf"], 3, c["img_size"])
+    with torch.random.fork_rng(devices=[]):  # building a module draws init weights: keep the global RNG
+        g = Generator(c["z_dim"], c["ngf"], 3, c["img_size"])
     ema = {k.removeprefix("module."): v.contiguous() for k, v in state["ema"].items() if k.startswith("module.")}
     g.load_state_dict(ema)
     recalibrate_batchnorm(g, seed=c["seed"] + SEED_OFFSET["batchnorm"])  # statistics for the EMA weights, as the trainer's exports
     return g.eval(), {"step": state["step"], "epoch": state["epoch"], "checkpoint": path.name,
+                      "images_seen": state["batches"] * c["batch_size"],
                       "train_seconds": state.get("train_seconds"), "config": c}
 
 
