@@ -150,11 +150,12 @@ def training_loop(cfg: TrainConfig, state: dict | None = None, env: DistEnv = Di
 
         # ---- the end: what the last step leaves (unless a rerun had nothing left to do)
         if main_rank and trainer.step > first_step:
-            if quick_fd and not interrupted and trainer.evaluated_step != trainer.step:
+            scored = quick_fd and not interrupted and trainer.evaluated_step != trainer.step
+            if scored:
                 evaluate(run, trainer, quick_fd, log, progress)  # the budget ended the run between evaluations
             if trainer.step % cfg.sample_every:  # else the loop's last step just wrote them
                 save_samples(run, trainer)
-            if trainer.step % cfg.ckpt_every:
+            if trainer.step % cfg.ckpt_every or scored:  # the checkpoint must know that FD was taken
                 save_checkpoint(run, trainer)
     progress.close()
     if env.world > 1:

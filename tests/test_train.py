@@ -277,11 +277,14 @@ def test_overwrite_clears_every_run_file(tiny_images, tmp_path):
     assert not (out / "fd_posthoc.jsonl").exists()
 
 
-def test_rerunning_a_finished_budget_run_scores_nothing_twice(tiny_images, tmp_path):
+@pytest.mark.parametrize("ckpt_every", ["500", "1"])  # "1": the loop already checkpointed the last step
+def test_rerunning_a_finished_budget_run_scores_nothing_twice(tiny_images, tmp_path, ckpt_every):
     out = tmp_path / "run"
     args = ("--steps", "50", "--max-minutes", "0.0001", "--eval-every", "40", "--eval-real", str(tiny_images),
-            "--eval-n", "12")
+            "--eval-n", "12", "--ckpt-every", ckpt_every)
     assert train(tiny_images, out, *args) == 0
+    state, _ = load_latest_state(out)
+    assert state["evaluated_step"] == state["step"]  # the checkpoint knows the budget's last FD was taken
     before = (out / "metrics.jsonl").read_text()
     assert train(tiny_images, out, *args) == 0
     assert (out / "metrics.jsonl").read_text() == before
