@@ -171,15 +171,15 @@ def evaluate(real, ckpts=(), fakes=(), train=None, exclude=(), n: int = 10000, f
         if value < 1:
             raise UsageError(f"{flag} must be ≥ 1, got {value}")
     feats_name = resolve_name(features)
-    for path in [real, *([train] if train else []), *exclude]:
-        open_image_source(path)  # a missing or empty path fails before any slow work
-    if train and len(open_image_source(train).entries) < ct_cells:
+    sources = {str(path): open_image_source(path)  # a missing or empty path fails before any slow work
+               for path in [real, *([train] if train else []), *exclude]}
+    if train and len(sources[str(train)].entries) < ct_cells:
         raise UsageError(f"--train {train}: C_T needs at least --ct-cells = {ct_cells} images")
     specs = load_fake_sets(ckpts, fakes, device, {"real-vs-real"})
     ext = get_extractor(features, inception_weights, device)  # fails fast when offline
     cache = dict(extractor=features, size=size, cache_dir=cache_dir, use_cache=use_cache,
                  weights_path=inception_weights, batch_size=batch_size, device=device, progress=True)
-    skip = frozenset(i for path in exclude for i in image_ids([e[0] for e in open_image_source(path).entries]))
+    skip = frozenset(i for path in exclude for i in image_ids([e[0] for e in sources[str(path)].entries]))
 
     real_f = cached_features(real, n=2 * n, exclude=skip, **cache)
     n_asked = n
