@@ -13,8 +13,6 @@ Every write goes to a temporary file in the same folder and is renamed with
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shutil
@@ -24,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from .files import atomic_write, sha256_file, write_json
 from .models import Generator
 
 CKPT_RE = re.compile(r"^step_(\d{7,})\.pt$")
@@ -35,29 +34,6 @@ class GeneratorLoadError(ValueError):
 
 class CheckpointError(ValueError):
     """A training checkpoint that cannot be used (one-line message)."""
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call write(tmp_path), then move tmp_path over path; on failure path is untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json(path: str | os.PathLike, obj) -> None:
-    def w(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-    atomic_write(path, w)
 
 
 # ---- full training state ---------------------------------------------------
@@ -107,15 +83,6 @@ WEIGHTS_FILE = "model.safetensors"
 # Files beside the weights that describe them (scores, samples, the model card, the training record): an export that
 # changes the weights drops them, so no folder ever shows numbers of other weights.
 DESCRIBES_WEIGHTS = ("metrics.json", "samples.png", "README.md", "training_info.json")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def weights_sha256(folder: str | os.PathLike) -> str:

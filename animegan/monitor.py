@@ -19,7 +19,7 @@ from PIL import Image
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .sampling import to_uint8
 
 

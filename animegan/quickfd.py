@@ -12,23 +12,13 @@ reference set overlaps them.
 """
 from __future__ import annotations
 
-import hashlib
-from pathlib import PurePosixPath
-
 import torch
 from torch import nn
 
 from .config import QUICK_FD_N
-from .data import DataError, load_images
+from .data import DataError, image_ids, load_images
 from .features import build_effnet_lite0, extract, frechet_distance
 from .sampling import generate, sample_z, to_uint8
-
-
-
-def image_ids(names: list[str]) -> list[str]:
-    """A short, archive-independent id per image (sha256 of its file name without folder or
-    extension), so the same face packed as .jpg in a tar or .webp in a zip has the same id."""
-    return [hashlib.sha256(PurePosixPath(n).stem.encode()).hexdigest()[:12] for n in names]
 
 
 class QuickFD:

@@ -19,7 +19,8 @@ import time
 import torch
 
 from . import distributed as ddp
-from .checkpoint import CheckpointError, export_generator, list_checkpoints, load_latest_state, save_state, write_json
+from .checkpoint import CheckpointError, export_generator, list_checkpoints, load_latest_state, save_state
+from .files import write_json
 from .config import SEED_OFFSET, TrainConfig, UsageError, build_parser, resolve, validate
 from .data import DataError, load_images
 from .distributed import DistEnv, DistError

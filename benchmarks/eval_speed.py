@@ -28,7 +28,7 @@ import torch
 from animegan.checkpoint import export_generator
 from animegan.data import load_images
 from animegan.models import Generator
-from eval.features import extract_features, get_extractor
+from animegan.features import extract_features, get_extractor
 
 ROOT = Path(__file__).resolve().parents[1]
 

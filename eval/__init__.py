@@ -2,8 +2,8 @@
 
     python -m eval.fid --ckpt checkpoints/gan --real data/test.tar --train data/train.tar --n 1000
 
-Modules: features (extractors by name, `extract_features`), cache (on-disk real-feature
-cache), metrics and memorisation (pure functions of feature matrices), evaluate (the
+Modules: cache (on-disk real-feature cache; the feature networks themselves live in
+`animegan.features`), metrics and memorisation (pure functions of feature matrices), evaluate (the
 protocol as one call, `evaluate(...)`), report (JSON / Markdown / pictures, the metric
 table METRICS), cli (the command line; `eval.fid` is its entry point).
 """

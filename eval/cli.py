@@ -21,7 +21,7 @@ from animegan.checkpoint import GeneratorLoadError
 from animegan.data import DataError
 
 from .evaluate import UsageError, evaluate
-from .features import EFFNET, FeatureError
+from animegan.features import EFFNET, FeatureError
 from .report import format_table, write_report
 
 

@@ -26,14 +26,14 @@ import torch
 
 from animegan.checkpoint import load_generator
 from animegan.data import load_images, open_image_source
-from animegan.quickfd import image_ids
+from animegan.data import image_ids
 from animegan.sampling import generate as generate_float
 from animegan.sampling import sample_z, to_uint8
 
 from . import memorisation as mem
 from . import metrics as mt
 from .cache import PREPROCESS, cached_features, load_named
-from .features import EFFNET, extract_features, get_extractor, resolve_name
+from animegan.features import EFFNET, extract_features, get_extractor, resolve_name
 from .report import plot_distances
 
 MIN_N = 20  # below this, k-NN radii (k = 5) and percentiles stop meaning anything

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
-from animegan.checkpoint import atomic_write
+from animegan.files import atomic_write
 from animegan.monitor import save_grid
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from animegan.checkpoint import list_checkpoints, load_generator, load_state, weights_sha256, write_json
+from animegan.checkpoint import list_checkpoints, load_generator, load_state, weights_sha256
+from animegan.files import write_json
 from animegan.config import QUICK_FD_N, SEED_OFFSET
 from animegan.export import export_generator, generator_from_state
 from animegan.models import Generator

@@ -86,7 +86,7 @@ def test_n_larger_than_real_set_and_corrupt_image_warn(sets, tmp_path, capsys):
 
 def test_selection_overlap_warns(sets, tmp_path):
     from animegan.data import open_image_source
-    from animegan.quickfd import image_ids
+    from animegan.data import image_ids
     from eval.evaluate import _overlap, _selection
     real_names = [e[0] for e in open_image_source(sets["real"]).entries]
     torch.manual_seed(1)

@@ -12,10 +12,10 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from animegan import features as F
 from animegan.features import EffNetLite0
-from animegan.quickfd import image_ids
+from animegan.data import image_ids
 from eval import cache as fcache
 from eval.cache import cached_features
-from eval.features import EFFNET, FeatureError, build_extractor, extract_features
+from animegan.features import EFFNET, FeatureError, build_extractor, extract_features
 from eval.testing import write_images
 
 # ImageNet-labelled photos that ship inside packages the project requires (gradio, matplotlib).
@@ -162,7 +162,7 @@ def test_real_feature_cache_hits_misses_and_is_atomic(tmp_path):
 def test_cache_key_changes_with_everything_that_moves_features(change, tmp_path, monkeypatch):
     data = write_images(tmp_path / "real", 3, seed=0)
     entries = [list(e) for e in fcache.open_image_source(data).entries]
-    key = lambda device="cpu": fcache.cache_key(data, entries, 64, fcache.extractor_identity(EFFNET, device=device))  # noqa: E731
+    key = lambda device="cpu": fcache.cache_key(data, entries, 64, F.identity(EFFNET, device=device))  # noqa: E731
     before = key()
     if change == "arch":
         monkeypatch.setattr(F, "ARCH", "efficientnet_lite0")
@@ -175,8 +175,8 @@ def test_cache_key_changes_with_everything_that_moves_features(change, tmp_path,
     elif change == "torch":
         monkeypatch.setattr(torch, "__version__", "0.0.1")
     elif change == "timm":
-        real = fcache.metadata.version  # only timm's version moves: the key must notice that one
-        monkeypatch.setattr(fcache.metadata, "version", lambda pkg: "0.0.1" if pkg == "timm" else real(pkg))
+        real = F.metadata.version  # only timm's version moves: the key must notice that one
+        monkeypatch.setattr(F.metadata, "version", lambda pkg: "0.0.1" if pkg == "timm" else real(pkg))
     elif change == "tf32":
         monkeypatch.setitem(F.PRECISION, "tf32", True)
     assert key("cuda" if change == "device" else "cpu") != before
