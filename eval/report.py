@@ -14,22 +14,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import NamedTuple
 
 from animegan.files import atomic_write
 from animegan.monitor import save_grid
 
-
-class Metric(NamedTuple):
-    """One row of the metric table that the report, the model cards and the demo all read."""
-    key: str      # key in an eval row's "metrics"
-    name: str     # what a person calls it
-    title: str    # short column title
-    better: str   # "lower" | "higher" | "floor" (closest to the real-vs-real row is best)
-    fmt: str      # format of one value
-    meaning: str  # one line for people
-    spread: str | None = None  # key of the value's standard error, shown as "± s" beside it
-    scale: float = 1.0         # shown value = stored value × scale (KID is shown ×10³)
+from .schema import Metric
 
 
 METRICS = (
