@@ -1,4 +1,5 @@
 import hashlib
+import json
 import io
 import math
 import os
@@ -132,12 +133,51 @@ def test_split_is_three_way_deterministic_and_disjoint(tiny_images, tmp_path):
     assert not list((tmp_path / "s1").glob("*.tmp"))
 
 
+def test_split_groups_duplicates_by_content(tiny_images, tmp_path):
+    """A byte-different copy with identical pixels and a near-identical variant are one face: one file is
+    kept, in the part of the group's last file by the name order, and split.json lists the others."""
+    by_hash = lambda names: sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())  # noqa: E731
+    first = by_hash(os.listdir(tiny_images))[0]  # a test face under the name rule
+    img = np.asarray(Image.open(tiny_images / first))
+    Image.fromarray(img).save(tiny_images / "copy_same_pixels.bmp")  # other bytes, same pixels
+    variant = img.astype(int)
+    variant[:2, :2] = 255 - variant[:2, :2]  # a small local change: an "expression variant"
+    Image.fromarray(variant.clip(0, 255).astype(np.uint8)).save(tiny_images / "variant.png")
+    counts = split_archive(str(tiny_images), str(tmp_path / "s"), [("test", 5), ("select", 3)])
+    assert sum(counts.values()) == 24  # 26 files, 24 faces
+    manifest = json.loads((tmp_path / "s" / "split.json").read_text())
+    assert manifest["duplicates"]["groups"] == 1 and manifest["duplicates"]["files_dropped"] == 2
+    (group,) = manifest["duplicates"]["kept_and_dropped"]
+    assert sorted(group) == sorted([first, "copy_same_pixels.bmp", "variant.png"])
+    kept, last = group[0], by_hash(group)[-1]
+    assert kept == by_hash(group)[0]  # the first file of the group by the name order is kept
+    parts = {p: names_in(tmp_path / "s" / f"{p}.tar") for p in ("train", "select", "test")}
+    home = [p for p, names in parts.items() if kept in names]
+    assert len(home) == 1 and not any(n in names for names in parts.values() for n in group[1:])
+    # the group is placed by its last file: the same part a lone file with that name would get
+    faces = by_hash([n for n in os.listdir(tiny_images) if n not in group] + [last])
+    rank = faces.index(last)
+    assert home == ["test" if rank < 5 else "select" if rank < 8 else "train"]
+
+
+def test_content_groups_chain_and_keep_distinct_faces_apart():
+    from animegan.data import content_groups
+    g = torch.Generator().manual_seed(0)
+    faces = torch.randint(0, 256, (4, 3, 32, 32), generator=g, dtype=torch.uint8)
+    near = faces[1].clone()
+    near[:, :2, :2] = 0  # a few pixels off: still the same drawing
+    images = torch.stack([faces[0], faces[1], faces[2], near, faces[0].clone(), faces[3]])
+    assert content_groups(images) == [[0, 4], [1, 3], [2], [5]]
+    assert content_groups(images, near=0) == [[0, 4], [1], [2], [3], [5]]  # exact pixels only
+
+
 def test_split_cli_sizes_and_bad_input(tiny_images, tmp_path, capsys):
     from animegan.data import main as data_main
     assert data_main(["split", str(tiny_images), "--out", str(tmp_path / "o"), "--select", "2", "--test", "3"]) == 0
     assert "test.tar (3 images)" in capsys.readouterr().out and len(names_in(tmp_path / "o" / "select.tar")) == 2
     assert data_main(["split", str(tiny_images), "--out", str(tmp_path / "v"), "--val", "4"]) == 0
-    assert sorted(os.listdir(tmp_path / "v")) == ["train.tar", "val.tar"]
+    assert sorted(os.listdir(tmp_path / "v")) == ["split.json", "train.tar", "val.tar"]
+    capsys.readouterr()
     for bad in (["--val", "3", "--test", "2"], ["--select", "20", "--test", "4"], ["--test", "0"]):
         assert data_main(["split", str(tiny_images), "--out", str(tmp_path / "bad"), *bad]) == 2
         err = capsys.readouterr().err
