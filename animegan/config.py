@@ -71,6 +71,8 @@ class TrainConfig:
     sample_every: int = _f(500, "write a 4×4 fixed-noise grid every N generator steps")
     ckpt_every: int = _f(1000, "write a checkpoint and export the generator every N generator steps")
     keep_ckpts: int = _f(3, "training-state checkpoints to keep")
+    snapshot_every: int = _f(0, "export the EMA generator to snapshots/step_XXXXXXX/ every N generator steps (and at "
+                             "the end), to be scored later, on any machine; 0 = off")
     eval_every: int = _f(0, "quick FD (effnet-lite0 features) every N generator steps; 0 = off")
     eval_real: str = _f("", "real images for the quick FD (e.g. a held-out split)")
     eval_n: int = _f(QUICK_FD_N, "generated samples and held-out images for the quick FD")
@@ -132,7 +134,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise UsageError(f"--eval-n must be ≥ 2 (an FD needs two samples per side), got {cfg.eval_n}")
     if cfg.img_size < 8 or cfg.img_size & (cfg.img_size - 1):
         raise UsageError(f"--img-size must be a power of two ≥ 8 (64 is the report's), got {cfg.img_size}")
-    for k in ("epochs", "steps", "eval_every", "threads", "keep_ckpts", "max_minutes"):
+    for k in ("epochs", "steps", "eval_every", "snapshot_every", "threads", "keep_ckpts", "max_minutes"):
         if getattr(cfg, k) < 0:
             raise UsageError(f"--{k.replace('_', '-')} must be ≥ 0, got {getattr(cfg, k)}")
     if cfg.epochs == 0 and cfg.steps == 0:

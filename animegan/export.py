@@ -46,7 +46,7 @@ def generator_from_state(state: dict, path: Path) -> tuple[Generator, dict]:
     recalibrate_batchnorm(g, seed=c["seed"] + SEED_OFFSET["batchnorm"])  # statistics for the EMA weights, as the trainer's exports
     return g.eval(), {"step": state["step"], "epoch": state["epoch"], "checkpoint": path.name,
                       "images_seen": state["batches"] * c["batch_size"],
-                      "train_seconds": state.get("train_seconds"), "config": c}
+                      "train_seconds": state.get("train_seconds"), "cpu_seconds": state.get("cpu_seconds"), "config": c}
 
 
 def main(argv: list[str] | None = None) -> int:

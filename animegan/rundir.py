@@ -2,6 +2,7 @@
 
     run = RunDir("runs/gan")
     run.metrics, run.samples, run.checkpoints, run.export, run.best_export   # paths
+    run.snapshot(1000)                         # snapshots/step_0001000/, an exported generator
     run.promote_if_best(generator, info, fd)   # the one rule for generator_best/
 
 The best-export rule lives here once: a generator becomes `generator_best/` only when its quick FD
@@ -25,7 +26,7 @@ BEST_KEY = "fd_effnet_lite0"  # the quick FD in a best export's training_info.js
 class RunDir:
     # Everything a run writes; `--no-resume --overwrite` removes exactly these.
     FILES = ("config.json", "metrics.jsonl", "fd_posthoc.jsonl", "loss.png", "checkpoints", "samples",
-             "generator", "generator_best")
+             "snapshots", "generator", "generator_best")
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -34,9 +35,13 @@ class RunDir:
         self.posthoc = self.path / "fd_posthoc.jsonl"  # quick FD of checkpoints scored after training
         self.loss_plot = self.path / "loss.png"
         self.samples = self.path / "samples"
+        self.snapshots = self.path / "snapshots"  # EMA generator exports every --snapshot-every steps
         self.checkpoints = self.path / "checkpoints"
         self.export = self.path / "generator"  # the newest EMA generator
         self.best_export = self.path / "generator_best"  # the best quick-FD EMA generator
+
+    def snapshot(self, step: int) -> Path:
+        return self.snapshots / f"step_{step:07d}"
 
     def has_run(self) -> bool:
         return self.config.exists() or bool(list_checkpoints(self.path))

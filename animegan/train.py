@@ -6,8 +6,9 @@
 
 `main` is the command line: it resolves the config at the edge (preset < the run's saved config <
 flags) and finds the checkpoint to resume from. `training_loop` then reads top to bottom: set up;
-per generator step, train, then one maintenance block (log, sample, evaluate, checkpoint); at the
-end, a last grid, quick FD and checkpoint. The step itself is `trainer.Trainer.train_step`.
+per generator step, train, then one maintenance gate (`due`: log, sample, evaluate, snapshot,
+checkpoint, each at its cadence, and all of them at the run's last step). The step itself is
+`trainer.Trainer.train_step`.
 Exit codes: 0 done or stopped cleanly (rerun the same command to resume), 2 bad input.
 """
 from __future__ import annotations
@@ -87,14 +88,11 @@ def training_loop(cfg: TrainConfig, state: dict | None = None, env: DistEnv = Di
     trainer = Trainer(cfg, data, device, env)
     if state:
         trainer.load_state_dict(state)
-    total, first_step = trainer.total_steps(), trainer.step
+    total, recorded = trainer.total_steps(), trainer.step_impl
     log = quick_fd = None
     if main_rank:
         run.path.mkdir(parents=True, exist_ok=True)
-        write_json(run.config, {**cfg.to_dict(), "images": trainer.n, "skipped_files": data.skipped,
-                                "total_steps": total, "epochs_at_end": round(total * cfg.n_critic / trainer.batches_per_epoch, 3),
-                                "device": str(device), "world_size": env.world, "autocast": trainer.precision,
-                                "step_impl_used": trainer.step_impl})
+        write_json(run.config, run_description(cfg, trainer, data, total, device, env))
         log = MetricsLog(run.metrics, resume_step=trainer.step if state else None)
         quick_fd = QuickFD(cfg.eval_real, cfg.eval_n, cfg.z_dim, cfg.seed + SEED_OFFSET["quick_fd"], cfg.img_size, device) \
             if cfg.eval_every else None
@@ -105,59 +103,61 @@ def training_loop(cfg: TrainConfig, state: dict | None = None, env: DistEnv = Di
               f"{cfg.n_critic} per step), device {device}, precision {trainer.precision}, step {trainer.step_impl}{procs}",
               file=sys.stderr)
 
-    # ---- the loop
+    # ---- the loop: one training step, then one maintenance gate (log, sample, evaluate, snapshot,
+    # checkpoint), which at the run's last step also runs every job that has not yet seen that step
     progress = Progress(total, initial=trainer.step, unit="step", enabled=main_rank)
     budget = cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
     t_start, seconds_before = time.perf_counter(), trainer.train_seconds
+    cpu_start, cpu_before = time.process_time(), trainer.cpu_seconds
     window = Window(trainer.step)  # img/s between log rows, maintenance excluded
     epoch_sums, epoch, epoch_start = {}, trainer.epoch, trainer.step  # the terminal's per-epoch line
     with StopFlag() as signalled:
-        interrupted = signalled.stop  # Ctrl-C / SIGTERM, here or (under torchrun) on any rank
-        while trainer.step < total and not interrupted and trainer.train_seconds < budget:
+        stop = why_stop(trainer, total, budget, signalled.stop)
+        while stop is None:
             stats = trainer.train_step()
             trainer.train_seconds = seconds_before + time.perf_counter() - t_start
-            interrupted = signalled.stop
+            trainer.cpu_seconds = cpu_before + time.process_time() - cpu_start
+            signal_stop = signalled.stop
             s = trainer.step
             if env.world > 1:  # every rank stops after the same step, on rank 0's clock
-                interrupted, trainer.train_seconds = ddp.agree(env, device, signalled.stop, trainer.train_seconds)
+                signal_stop, trainer.train_seconds = ddp.agree(env, device, signalled.stop, trainer.train_seconds)
                 if s % cfg.log_every == 0 or s == total:
                     stats = ddp.mean_stats(stats)
+            stop = why_stop(trainer, total, budget, signal_stop)
             if not main_rank:
                 continue
             progress.update()
             for k in ("d_loss", "g_loss"):  # detached tensors summed where they are: float() would wait for a GPU
                 epoch_sums[k] = epoch_sums.get(k, 0.0) + stats[k]
 
-            # ---- maintenance: log, sample, evaluate, checkpoint
+            # ---- maintenance: the one gate
             t_maintenance = time.perf_counter()
-            if s % cfg.log_every == 0 or s == total:  # float() below is the step's one host sync
-                row = {"step": s, "epoch": trainer.epoch, "images_seen": trainer.batches * cfg.batch_size,
-                       **{k: round(float(v), 5) for k, v in stats.items()},
-                       "img_per_s": round(window.rate(s, cfg.batch_size * cfg.n_critic), 1),
-                       "train_seconds": round(trainer.train_seconds, 1)}
-                log.append(row)
-                progress.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}", img_s=f"{row['img_per_s']:.0f}")
-            if s % cfg.sample_every == 0 or s == 1:
-                save_samples(run, trainer)
-            if quick_fd and (s % cfg.eval_every == 0 or s == total):
-                evaluate(run, trainer, quick_fd, log, progress)
-            if s % cfg.ckpt_every == 0:
-                save_checkpoint(run, trainer)
+            for job in due(cfg, s, stop, quick_fd is not None):
+                if job == "log":  # float() below is the step's one host sync
+                    row = {"step": s, "epoch": trainer.epoch, "images_seen": trainer.batches * cfg.batch_size,
+                           **{k: round(float(v), 5) for k, v in stats.items()},
+                           "img_per_s": round(window.rate(s, cfg.batch_size * cfg.n_critic), 1),
+                           "train_seconds": round(trainer.train_seconds, 1),
+                           "cpu_seconds": round(trainer.cpu_seconds, 1)}
+                    log.append(row)
+                    progress.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}",
+                                         img_s=f"{row['img_per_s']:.0f}")
+                elif job == "sample":
+                    save_samples(run, trainer)
+                elif job == "eval":
+                    evaluate(run, trainer, quick_fd, log, progress)
+                elif job == "snapshot":
+                    save_snapshot(run, trainer)
+                elif job == "ckpt":
+                    save_checkpoint(run, trainer)
+            if trainer.step_impl != recorded:  # the fast step fell back to eager: say so where the run is described
+                recorded = trainer.step_impl
+                write_json(run.config, run_description(cfg, trainer, data, total, device, env))
             if trainer.epoch != epoch:
                 means = ", ".join(f"{k} {float(v) / max(s - epoch_start, 1):.4f}" for k, v in epoch_sums.items())
                 progress.write(f"epoch {epoch} done at step {s}: mean {means}")
                 epoch_sums, epoch, epoch_start = {}, trainer.epoch, s
             window.exclude(t_maintenance, time.perf_counter())
-
-        # ---- the end: what the last step leaves (unless a rerun had nothing left to do)
-        if main_rank and trainer.step > first_step:
-            scored = quick_fd and not interrupted and trainer.evaluated_step != trainer.step
-            if scored:
-                evaluate(run, trainer, quick_fd, log, progress)  # the budget ended the run between evaluations
-            if trainer.step % cfg.sample_every:  # else the loop's last step just wrote them
-                save_samples(run, trainer)
-            if trainer.step % cfg.ckpt_every or scored:  # the checkpoint must know that FD was taken
-                save_checkpoint(run, trainer)
     progress.close()
     if env.world > 1:
         same, digests = ddp.ranks_agree(env, trainer.G, trainer.D, trainer.ema)
@@ -165,8 +165,36 @@ def training_loop(cfg: TrainConfig, state: dict | None = None, env: DistEnv = Di
             print(f"all {env.world} ranks hold identical G, D and EMA weights (sha256 {digests[0]})" if same else
                   f"warning: ranks' weights differ ({', '.join(digests)}); the checkpoint holds rank 0's", file=sys.stderr)
     if main_rank:
-        print(end_message(run, trainer, total, interrupted, budget), file=sys.stderr)
+        print(end_message(run, trainer, total, stop, budget), file=sys.stderr)
     return 0
+
+
+def why_stop(trainer: Trainer, total: int, budget: float, signalled: bool) -> str | None:
+    """None while the run goes on; else "done", "signal" (Ctrl-C, SIGTERM) or "budget" (--max-minutes)."""
+    if trainer.step >= total:
+        return "done"
+    if signalled:
+        return "signal"
+    if trainer.train_seconds >= budget:
+        return "budget"
+    return None
+
+
+JOBS = ("log", "sample", "eval", "snapshot", "ckpt")  # in this order: the checkpoint records the FD just taken
+
+
+def due(cfg: TrainConfig, step: int, stop: str | None, has_quick_fd: bool) -> list[str]:
+    """The maintenance jobs due after generator step `step`: each at its cadence (and the first grid at
+    step 1); at the run's last step (stop is not None) every job, so the run ends with its log row,
+    grid, FD, snapshot and checkpoint — except the quick FD after Ctrl-C or SIGTERM, which must not wait."""
+    every = {"log": cfg.log_every, "sample": cfg.sample_every, "eval": cfg.eval_every if has_quick_fd else 0,
+             "snapshot": cfg.snapshot_every, "ckpt": cfg.ckpt_every}
+    jobs = {j for j, n in every.items() if n and (step % n == 0 or stop is not None)}
+    if step == 1:
+        jobs.add("sample")
+    if stop == "signal":
+        jobs.discard("eval")
+    return sorted(jobs, key=JOBS.index)
 
 
 # ---- what the maintenance block writes ------------------------------------------------------
@@ -175,13 +203,27 @@ def export_info(trainer: Trainer) -> dict:
     """training_info.json of an export: where in training the weights come from."""
     return {"step": trainer.step, "epoch": trainer.epoch, "epochs": round(trainer.epochs_done, 3),
             "images_seen": trainer.batches * trainer.cfg.batch_size,
-            "train_seconds": round(trainer.train_seconds, 1), "config": trainer.cfg.to_dict()}
+            "train_seconds": round(trainer.train_seconds, 1), "cpu_seconds": round(trainer.cpu_seconds, 1),
+            "config": trainer.cfg.to_dict()}
+
+
+def run_description(cfg: TrainConfig, trainer: Trainer, data, total: int, device, env: DistEnv) -> dict:
+    """config.json: the resolved config and what this machine made of it."""
+    return {**cfg.to_dict(), "images": trainer.n, "skipped_files": data.skipped, "total_steps": total,
+            "epochs_at_end": round(total * cfg.n_critic / trainer.batches_per_epoch, 3), "device": str(device),
+            "world_size": env.world, "autocast": trainer.precision, "step_impl_used": trainer.step_impl,
+            "step_impl_fallback": getattr(trainer, "step_impl_fallback", None)}
 
 
 def save_samples(run: RunDir, trainer: Trainer) -> None:
     images = trainer.sample(trainer.fixed_z)  # the same 16 latents across the run and its resumes
     save_grid(images, run.samples / f"step_{trainer.step:07d}.png")
     save_grid(images, run.samples / "latest.png")
+
+
+def save_snapshot(run: RunDir, trainer: Trainer) -> None:
+    """The EMA generator as it is now, kept for scoring later (on another machine if need be)."""
+    export_generator(trainer.export_model(), run.snapshot(trainer.step), extra=export_info(trainer))
 
 
 def save_checkpoint(run: RunDir, trainer: Trainer) -> None:
@@ -202,13 +244,13 @@ def evaluate(run: RunDir, trainer: Trainer, quick_fd: QuickFD, log: MetricsLog, 
     progress.write(f"step {s}: quick FD {fd:.3f} (best {best['fd_effnet_lite0']:.3f} at step {best['step']})")
 
 
-def end_message(run: RunDir, trainer: Trainer, total: int, interrupted: bool, budget: float) -> str:
+def end_message(run: RunDir, trainer: Trainer, total: int, stop: str | None, budget: float) -> str:
     where = f"{trainer.step} steps, {trainer.epochs_done:.2f} epochs"
-    if trainer.step >= total:
-        return f"done: {where}; EMA generator exported to {run.export}"
-    if interrupted:
+    if stop == "signal":
         return f"stopped at step {trainer.step}; checkpoint saved in {run.checkpoints} — rerun the same command to resume"
-    return f"time budget of {budget / 60:g} min reached after {where}; EMA generator exported to {run.export}"
+    if stop == "budget":
+        return f"time budget of {budget / 60:g} min reached after {where}; EMA generator exported to {run.export}"
+    return f"done: {where}; EMA generator exported to {run.export}"
 
 
 class Window:

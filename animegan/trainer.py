@@ -162,6 +162,7 @@ class Trainer:
         self.fixed_z = sample_z(16, cfg.z_dim, cfg.seed + SEED_OFFSET["grid"])  # the 4×4 grid, same across resumes
         self.evaluated_step = -1  # the last step the quick FD scored (a rerun must not score it twice)
         self.train_seconds = 0.0  # wall time spent in training steps, summed over resumes
+        self.cpu_seconds = 0.0  # CPU time of this process in training steps, summed over resumes
         self.step = 0  # generator steps done
         self.batches = 0  # real batches shown to D
         self._perm_epoch, self._perm = -1, None
@@ -319,6 +320,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "step": self.step, "batches": self.batches,
                 "epoch": self.epoch, "noise_rng": self.noise.get_state(), "torch_rng": torch.get_rng_state(),
                 "fixed_z": self.fixed_z, "evaluated_step": self.evaluated_step, "train_seconds": self.train_seconds,
+                "cpu_seconds": self.cpu_seconds,
                 "config": self.cfg.to_dict()}
 
     def load_state_dict(self, s: dict) -> None:
@@ -338,3 +340,4 @@ class Trainer:
         self.fixed_z = s["fixed_z"]
         self.evaluated_step = int(s.get("evaluated_step", -1))
         self.train_seconds = float(s.get("train_seconds", 0.0))
+        self.cpu_seconds = float(s.get("cpu_seconds", 0.0))

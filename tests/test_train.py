@@ -67,7 +67,7 @@ def test_resume_is_equivalent_to_a_straight_run(tiny_images, tmp_path):
             assert torch.equal(a[part][k], b[part][k]), f"{part}.{k} differs after resume"
     ra = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
     rb = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k not in ("img_per_s", "train_seconds")}  # noqa
+    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k not in ("img_per_s", "train_seconds", "cpu_seconds")}  # noqa
                           for r in rows]
     assert strip(ra) == strip(rb)
 
@@ -321,3 +321,27 @@ def test_progress_without_a_terminal_is_plain_lines(tiny_images, tmp_path, capsy
     assert train(tiny_images, tmp_path / "run", "--steps", "3") == 0
     err = capsys.readouterr().err
     assert "\r" not in err and "done: 3 steps" in err
+
+
+def test_snapshots_at_their_cadence_and_at_the_end(tiny_images, tmp_path):
+    out = tmp_path / "run"
+    assert train(tiny_images, out, "--steps", "5", "--snapshot-every", "2") == 0
+    snaps = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert snaps == ["step_0000002", "step_0000004", "step_0000005"]  # the last step too, for the curve's end
+    info = json.loads((out / "snapshots" / "step_0000004" / "training_info.json").read_text())
+    assert info["step"] == 4 and info["images_seen"] == 4 * 4 and info["cpu_seconds"] > 0
+    g = load_generator(out / "snapshots" / "step_0000004")
+    assert g(torch.randn(1, 100)).shape == (1, 3, 16, 16)
+
+
+def test_the_maintenance_gate():
+    from animegan.config import TrainConfig
+    from animegan.train import due
+    cfg = TrainConfig(log_every=2, sample_every=3, eval_every=4, snapshot_every=0, ckpt_every=4)
+    assert due(cfg, 1, None, True) == ["sample"]  # the first grid
+    assert due(cfg, 4, None, True) == ["log", "eval", "ckpt"]  # the checkpoint after the FD it records
+    assert due(cfg, 4, None, False) == ["log", "ckpt"]  # no quick FD configured
+    assert due(cfg, 5, None, True) == []
+    assert due(cfg, 5, "done", True) == ["log", "sample", "eval", "ckpt"]  # the end runs every job once
+    assert due(cfg, 5, "budget", True) == ["log", "sample", "eval", "ckpt"]
+    assert due(cfg, 5, "signal", True) == ["log", "sample", "ckpt"]  # Ctrl-C does not wait for an FD
