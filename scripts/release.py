@@ -1,340 +1,480 @@
-"""Figures and files of the release report (docs/report.md), drawn by the project's own code.
+"""The release: from a folder of faces to scored, documented generators, on any machine, in one command.
 
-    python scripts/release.py fd-curve runs/gan --real data/select.tar [--n 1000]
-    python scripts/release.py random-generator --out reports/random-init
-    python scripts/release.py figures --run runs/gan --run runs/wgan-gp \\
-        --ckpt checkpoints/gan --ckpt checkpoints/wgan-gp --out docs/figures
-    python scripts/release.py publish-metrics reports/release/report.json --to checkpoints
-    python scripts/release.py model-card checkpoints/gan --run runs/gan
-    python scripts/release.py model-card checkpoints/gan    # only its evaluation section
+    scripts/release.sh --data anime-faces-96.tar --out releases/r1 --seeds 0,1,2 --epochs 3 --deadline 150
+    scripts/release.sh --split data/ --out releases/r1 --minutes 20 --parallel 2      # an existing split
+    scripts/release.sh ... --until runs        # stop after a phase; rerun without it to continue
 
-fd-curve: the quick FD of `--eval-every` (effnet-lite0 features, the same latents, the
-same held-out images) for every kept checkpoint of a run that has none in metrics.jsonl,
-appended to RUN/fd_posthoc.jsonl (resumable); a checkpoint that beats the run's best export
-becomes RUN/generator_best/ by the trainer's own rule (RunDir.promote_if_best). figures: loss curves, FD against training
-time, fixed-noise grids through training, and a side-by-side of the shipped generators on
-the same seeds. publish-metrics: each model's row of an eval report as
-checkpoints/NAME/metrics.json with the sha256 of the weights it describes, which the demo's
-metrics tab reads. model-card: the model card (README.md) and samples.png of a shipped generator.
+Phases, each resumable (rerunning the same command continues where it stopped):
+  split    `animegan.data split` of --data into OUT/data/{train,select,test}.tar (or --split DIR as is)
+  smoke    a few steps of each model on the machine's device, so a broken install fails in seconds;
+           on CUDA also the parity check of the fast step (`animegan.parity`), which then runs a model
+           only where parity holds and it is faster
+  runs     models × seeds at an equal budget (--epochs, or --minutes of training time), --parallel at
+           a time, each exporting its EMA generator to snapshots/ every --snapshot-every images shown
+           to the discriminator; `--snapshot-only` stops here, so the snapshots can be scored later on
+           another machine with the same command
+  select   every snapshot scored on the select split with the panel (--curve-rulers, --curve-n): the
+           training curves; each run's best snapshot by --select-by
+  export   each run's selected generator, and each model's best over seeds, as OUT/export/NAME
+  score    the full evaluation of every selected generator, a random-init ceiling and the real-vs-real
+           floor on the test split (never seen by training or selection): OUT/report/
+  cards    figures (OUT/figures/) and model cards and metrics.json of OUT/export/MODEL
+
+--deadline MIN is a wall-clock budget for this invocation: the runs are stopped (SIGTERM: each writes a
+checkpoint) in time to leave --reserve minutes for the phases after them, and a phase that does not fit
+is left for the next invocation. Progress goes to OUT/release.log (and the terminal), each run's output
+to OUT/runs/NAME.log, and where it got to to OUT/status.json, rewritten atomically after every event.
+Exit codes: 0 every phase asked for is done, 3 stopped by the deadline (rerun to continue), 2 bad input.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from animegan.checkpoint import list_checkpoints, load_generator, load_state, weights_sha256
+from animegan.checkpoint import list_checkpoints, load_generator, load_latest_state
+from animegan.config import PRESETS, TrainConfig
+from animegan.data import DataError, open_image_source
 from animegan.files import write_json
-from animegan.config import QUICK_FD_N, SEED_OFFSET
-from animegan.export import export_generator, generator_from_state
 from animegan.models import Generator
 from animegan.monitor import read_metrics
-from animegan.quickfd import QuickFD
-from animegan.rundir import RunDir
-from animegan.sampling import z_from_seed
+
+PHASES = ("split", "smoke", "runs", "select", "export", "score", "cards")
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def fd_curve(args) -> None:
-    run = RunDir(args.run)
-    cfg = json.loads(run.config.read_text())
-    qfd = QuickFD(args.real, args.n, cfg["z_dim"], cfg["seed"] + SEED_OFFSET["quick_fd"], cfg["img_size"])
-    in_run = {r["step"] for r in read_metrics(run.metrics) if "fd" in r}
-    posthoc = {r["step"]: r["fd"] for r in read_metrics(run.posthoc)}
-
-    def score(g, meta: dict, **extra) -> float:
-        fd = qfd(g)
-        row = {"step": meta["step"], "epoch": meta["epoch"], "fd": round(fd, 4), "fd_n": qfd.n,
-               "train_seconds": round(float(meta.get("train_seconds", 0.0)), 1), "posthoc": True, **extra}
-        with open(run.posthoc, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(json.dumps(row))
-        posthoc[meta["step"]] = fd
-        return fd
-
-    for path in list_checkpoints(run.path):
-        state = load_state(path)
-        if state["step"] not in in_run and state["step"] not in posthoc:
-            g, info = generator_from_state(state, path)
-            fd = score(g, state)
-            if run.promote_if_best(g, {**info, "fd_n": qfd.n, "selection": qfd.selection()}, fd):
-                print(f"checkpoint {path.name} is the best so far: exported to {run.best_export}")
+class ReleaseError(Exception):
+    """Input the release cannot use (one line; exit code 2)."""
 
 
-def random_generator(args) -> None:
-    torch.manual_seed(args.seed)
-    export_generator(Generator().eval(), args.out, extra={"note": f"randomly initialised, seed {args.seed}"})
-    print(f"exported {args.out}")
+@dataclass
+class Run:
+    model: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-s{self.seed}"
 
 
-def _smooth(ys: list[float], w: int) -> list[float]:
-    out, acc = [], 0.0
-    for i, y in enumerate(ys):
-        acc += y - (ys[i - w] if i >= w else 0.0)
-        out.append(acc / min(i + 1, w))
-    return out
+@dataclass
+class Release:
+    """Where a release lives and what it has done: OUT/status.json is this object's record."""
+    out: Path
+    deadline: float  # time.time() at which this invocation must have finished
+    status: dict = field(default_factory=dict)
+
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    def run_dir(self, run: Run) -> Path:
+        return self.out / "runs" / run.name
+
+    def log(self, msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, file=sys.stderr, flush=True)
+        with open(self.out / "release.log", "a") as f:
+            f.write(line + "\n")
+
+    def save(self) -> None:
+        self.status["updated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        write_json(self.out / "status.json", self.status)
+
+    def mark(self, phase: str, **info) -> None:
+        self.status.setdefault("phases", {}).setdefault(phase, {}).update(info)
+        self.save()
+
+    def done(self, phase: str) -> bool:
+        return bool(self.status.get("phases", {}).get(phase, {}).get("done"))
+
+    def left(self) -> float:
+        """Seconds until the deadline."""
+        return self.deadline - time.time()
 
 
-def figures(args) -> None:
-    if args.grids < 1:
-        raise SystemExit(f"error: --grids must be ≥ 1, got {args.grids}")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
+# ---- split and smoke ---------------------------------------------------------------------------
+
+def phase_split(rel: Release, args) -> None:
+    if args.split:
+        src = Path(args.split)
+        missing = [p for p in ("train.tar", "select.tar", "test.tar") if not (src / p).is_file()]
+        if missing:
+            raise ReleaseError(f"--split {src} lacks {', '.join(missing)} (make it with python -m animegan.data split)")
+        rel.data.mkdir(parents=True, exist_ok=True)
+        for p in ("train.tar", "select.tar", "test.tar", "split.json"):
+            if (src / p).is_file() and not (rel.data / p).exists():
+                os.symlink((src / p).resolve(), rel.data / p)
+    else:
+        cmd = [sys.executable, "-m", "animegan.data", "split", args.data, "--select", str(args.select_images),
+               "--test", str(args.test_images), "--out", str(rel.data)]
+        run_logged(rel, cmd, rel.out / "split.log")
+    counts = {p: len(open_image_source(rel.data / f"{p}.tar").entries) for p in ("train", "select", "test")}
+    rel.log("split: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    rel.mark("split", done=True, images=counts)
+
+
+def phase_smoke(rel: Release, args) -> None:
+    """A few steps of each model on this device; on CUDA, the fast step's parity and speed per model."""
+    impls = {}
+    for model in args.models:
+        out = rel.out / "smoke" / model
+        cmd = train_command(args, Run(model, 0), rel.data / "select.tar", out) + [
+            "--steps", "2", "--no-resume", "--overwrite", "--log-every", "1", "--snapshot-every", "0",
+            "--batch-size", str(min(args.batch_size, rel.status["phases"]["split"]["images"]["select"]))]
+        run_logged(rel, cmd, rel.out / "smoke" / f"{model}.log")
+        impls[model] = "auto"  # animegan.train's own choice for the device (eager on a CPU)
+    if device_type(args.device) == "cuda":
+        impls = choose_fast_step(rel, args)
+    rel.log("smoke: both models train on " + device_type(args.device)
+            + "; step: " + ", ".join(f"{m} {i}" for m, i in impls.items()))
+    rel.mark("smoke", done=True, step_impl=impls)
+
+
+def choose_fast_step(rel: Release, args) -> dict:
+    """Per model: the CUDA-graph step only where it learns what the eager step learns and is faster."""
+    from animegan.parity import check_parity
+
+    impls = {}
+    for model in args.models:
+        res = check_parity(str(rel.data / "train.tar"), model, out=rel.out / "smoke" / f"parity-{model}.json")
+        fast = res.get("graph", {})
+        ok = fast.get("passed") and fast.get("step_ms", math.inf) < res.get("eager", {}).get("step_ms", 0)
+        impls[model] = "graph" if ok else "eager"
+        rel.log(f"parity {model}: graph {'passed' if fast.get('passed') else 'failed'}, "
+                f"{fast.get('step_ms', float('nan')):.1f} ms vs eager {res.get('eager', {}).get('step_ms', float('nan')):.1f}"
+                f" ms per step → {impls[model]}")
+    return impls
+
+
+# ---- runs ----------------------------------------------------------------------------------------
+
+def device_type(name: str) -> str:
+    return "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def train_command(args, run: Run, data: Path, out: Path, step_impl: str = "auto") -> list[str]:
+    return [sys.executable, "-m", "animegan.train", "--model", run.model, "--seed", str(run.seed),
+            "--data", str(data), "--out", str(out), "--device", args.device, "--threads", str(args.threads),
+            "--step-impl", step_impl]
+
+
+def steps_per_image(model: str, batch_size: int) -> float:
+    """Generator steps per real image shown to the discriminator (n_critic batches per step)."""
+    n_critic = PRESETS[model].get("n_critic", TrainConfig.n_critic)
+    return 1.0 / (batch_size * n_critic)
+
+
+def budget_steps(rel: Release, model: str, args) -> int:
+    """Generator steps of a run: those that show the discriminator --epochs epochs (as --epochs does in
+    animegan.train, fractions allowed), or practically unbounded under a --minutes budget."""
+    if not args.epochs:
+        return 10 ** 9
+    batches_per_epoch = rel.status["phases"]["split"]["images"]["train"] // args.batch_size
+    return math.ceil(args.epochs * batches_per_epoch * steps_per_image(model, args.batch_size) * args.batch_size)
+
+
+def run_state(rel: Release, run: Run) -> dict:
+    """What a run folder holds: its step, images seen, snapshots, and whether its budget is spent."""
+    d = rel.run_dir(run)
+    cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}
+    found = load_latest_state(d) if list_checkpoints(d) else None
+    state = found[0] if found else {}
+    step, total = int(state.get("step", 0)), cfg.get("total_steps")
+    minutes = cfg.get("max_minutes") or 0
+    spent = bool(total and step >= total) or bool(minutes and state.get("train_seconds", 0) >= minutes * 60)
+    snaps = sorted(p.name for p in (d / "snapshots").glob("step_*")) if (d / "snapshots").is_dir() else []
+    return {"step": step, "total_steps": total, "images_seen": int(state.get("batches", 0)) * cfg.get("batch_size", 64),
+            "train_seconds": round(float(state.get("train_seconds", 0.0)), 1),
+            "cpu_seconds": round(float(state.get("cpu_seconds", 0.0)), 1), "snapshots": len(snaps), "done": spent}
+
+
+def phase_runs(rel: Release, args) -> bool:
+    """Every run to its budget, --parallel at a time; False when the deadline stopped them first."""
+    impls = rel.status.get("phases", {}).get("smoke", {}).get("step_impl", {})
+    runs = [Run(m, s) for s in args.seeds for m in args.models]
+    pending = [r for r in runs if not run_state(rel, r)["done"]]
+    for r in runs:
+        rel.status.setdefault("runs", {})[r.name] = run_state(rel, r)
+    rel.save()
+    running: dict[str, tuple[Run, subprocess.Popen, object]] = {}
+    stop_at = rel.deadline - args.reserve * 60
+    stopping = False
+    while pending or running:
+        while pending and len(running) < args.parallel and not stopping:
+            if time.time() >= stop_at:
+                break
+            r = pending.pop(0)
+            cmd = train_command(args, r, rel.data / "train.tar", rel.run_dir(r), impls.get(r.model, "auto"))
+            every = max(1, round(args.snapshot_every * steps_per_image(r.model, args.batch_size)))
+            cmd += ["--snapshot-every", str(every), "--ckpt-every", str(every), "--sample-every", str(every),
+                    "--keep-ckpts", "2", "--batch-size", str(args.batch_size)]
+            cmd += ["--steps", str(budget_steps(rel, r.model, args))]
+            if args.minutes:
+                cmd += ["--max-minutes", str(args.minutes)]
+            rel.run_dir(r).parent.mkdir(parents=True, exist_ok=True)
+            logf = open(rel.out / "runs" / f"{r.name}.log", "a")
+            running[r.name] = (r, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=ROOT), logf)
+            rel.log(f"run {r.name}: started ({' '.join(cmd[3:])})")
+        time.sleep(args.poll)
+        if time.time() >= stop_at and running and not stopping:
+            stopping = True
+            rel.log(f"deadline: stopping {', '.join(running)} to leave {args.reserve:g} min for the phases after the runs")
+            for _, p, _ in running.values():
+                p.send_signal(signal.SIGTERM)  # the trainer checkpoints at the end of its step and exits
+        for name, (r, p, logf) in list(running.items()):
+            if p.poll() is None:
+                continue
+            logf.close()
+            del running[name]
+            st = run_state(rel, r)
+            rel.status["runs"][name] = st
+            if p.returncode != 0:
+                rel.log(f"run {name}: failed with exit code {p.returncode} (see {rel.out / 'runs' / (name + '.log')})")
+                raise ReleaseError(f"training run {name} failed; its log is {rel.out / 'runs' / (name + '.log')}")
+            rel.log(f"run {name}: {'done' if st['done'] else 'stopped'} at step {st['step']}, "
+                    f"{st['images_seen']:,} images, {st['snapshots']} snapshots, {st['cpu_seconds'] / 60:.1f} CPU-min")
+        for name in running:
+            rel.status["runs"][name] = {**run_state(rel, running[name][0]), "running": True}
+        rel.save()
+        if stopping and not running:
+            break
+    finished = all(run_state(rel, r)["done"] for r in runs)
+    rel.mark("runs", done=finished)
+    return finished
+
+
+# ---- select, export, score, cards ---------------------------------------------------------------
+
+def snapshots_of(rel: Release, run: Run) -> list[Path]:
+    d = rel.run_dir(run) / "snapshots"
+    return sorted(d.glob("step_*")) if d.is_dir() else []
+
+
+def phase_select(rel: Release, args) -> None:
+    """Score every snapshot on the select split (the curves); pick each run's best by --select-by."""
+    from eval.curves import score_snapshots
+
+    rows_file = rel.out / "curves.jsonl"
+    runs = [Run(m, s) for s in args.seeds for m in args.models]
+    for r in runs:
+        snaps = snapshots_of(rel, r)
+        if not snaps:
+            continue
+        score_snapshots(snaps, rel.data / "select.tar", rows_file, rulers=args.curve_rulers, n=args.curve_n,
+                        labels={"run": r.name, "model": r.model, "seed": r.seed}, deadline=rel.deadline,
+                        log=rel.log)
+    rows = read_metrics(rows_file)
+    best = {}
+    for r in runs:
+        mine = [row for row in rows if row.get("run") == r.name and row.get(args.select_by) is not None]
+        if mine:
+            pick = min(mine, key=lambda row: row[args.select_by])
+            best[r.name] = {"snapshot": pick["source"], "step": pick["step"], args.select_by: pick[args.select_by]}
+    complete = all(len([x for x in rows if x.get("run") == r.name]) == len(snapshots_of(rel, r)) for r in runs)
+    rel.log("select: " + "; ".join(f"{k} step {v['step']} ({args.select_by} {v[args.select_by]:.2f})"
+                                   for k, v in best.items()))
+    rel.mark("select", done=complete, best=best, select_by=args.select_by)
+
+
+def phase_export(rel: Release, args) -> None:
+    """Each run's selected snapshot → OUT/export/RUN, and each model's best over seeds → OUT/export/MODEL."""
+    from animegan.checkpoint import export_generator
+
+    best = rel.status["phases"]["select"]["best"]
+    key = rel.status["phases"]["select"]["select_by"]
+    exported = {}
+    for name, b in best.items():
+        src = Path(b["snapshot"])
+        info = json.loads((src / "training_info.json").read_text())
+        info["selection"] = {"rule": f"lowest {key} on the select split among the run's snapshots",
+                             "source": str(rel.data / "select.tar"), key: b[key]}
+        export_generator(load_generator(src), rel.out / "export" / name, extra=info)
+        exported[name] = str(rel.out / "export" / name)
+    for model in args.models:
+        mine = {k: v for k, v in best.items() if k.startswith(model + "-s")}
+        if mine:
+            top = min(mine, key=lambda k: mine[k][key])
+            dst = rel.out / "export" / model
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(rel.out / "export" / top, dst)
+            exported[model] = f"{dst} (= {top})"
+    random_init = rel.out / "export" / "random-init"
+    if not random_init.exists():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            g = Generator().eval()
+        export_generator(g, random_init, extra={"note": "randomly initialised, seed 0: the ceiling every ruler shows"})
+    rel.log("export: " + ", ".join(exported))
+    rel.mark("export", done=True, exported=exported)
+
+
+def phase_score(rel: Release, args) -> None:
+    """The full evaluation on the test split: every run's selected generator and the random-init ceiling."""
+    from eval.evaluate import evaluate
+    from eval.report import write_report
+
+    runs = [Run(m, s) for s in args.seeds for m in args.models]
+    ckpts = [str(rel.out / "export" / r.name) for r in runs if (rel.out / "export" / r.name).is_dir()]
+    ckpts.append(str(rel.out / "export" / "random-init"))
+    groups = {m: [r.name for r in runs if r.model == m and (rel.out / "export" / r.name).is_dir()] for m in args.models}
+    report, pictures = evaluate(str(rel.data / "test.tar"), ckpts=ckpts, train=str(rel.data / "train.tar"),
+                                n=args.n, rulers=args.rulers, groups=groups, device=args.device)
+    out = write_report(rel.out / "report", report, pictures)
+    rel.log(f"score: wrote {out}/report.json and report.md")
+    rel.mark("score", done=True, report=str(out / "report.json"))
+
+
+def phase_cards(rel: Release, args) -> None:
+    """Figures of the curves and samples; model card and metrics.json of each model's export."""
+    import cards
+    from eval.curves import plot_curves
+
+    plot_curves(read_metrics(rel.out / "curves.jsonl"), rel.out / "figures" / "curves.png")
+    report = rel.out / "report" / "report.json"
+    cards.publish_metrics(argparse.Namespace(report=str(report), to=str(rel.out / "export")))
+    for model in args.models:
+        d = rel.out / "export" / model
+        if (d / "metrics.json").is_file():
+            best = json.loads((d / "training_info.json").read_text())
+            run = rel.out / "runs" / f"{model}-s{best['config']['seed']}"
+            cards.model_card(argparse.Namespace(dir=str(d), run=str(run), machine=args.machine))
+    rel.log(f"cards: figures in {rel.out / 'figures'}, model cards in {rel.out / 'export'}")
+    rel.mark("cards", done=True)
+
+
+# ---- the command -----------------------------------------------------------------------------------
+
+def run_logged(rel: Release, cmd: list[str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    if rc != 0:
+        tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
+        raise ReleaseError(f"{' '.join(cmd[1:4])} failed (exit {rc}): {tail[0][:300]} — log: {log}")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="scripts/release.sh", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="all faces (folder/.zip/.tar): split into OUT/data/ by animegan.data split")
+    src.add_argument("--split", help="a folder that already holds train.tar, select.tar and test.tar")
+    ap.add_argument("--out", required=True, help="release folder (rerun with the same --out to resume)")
+    ap.add_argument("--models", default="gan,wgan-gp", help="comma-separated presets (default gan,wgan-gp)")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default 0,1,2)")
+    budget = ap.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=float, default=None, help="budget per run in epochs (default 3)")
+    budget.add_argument("--minutes", type=float, default=None, help="budget per run in minutes of training time")
+    ap.add_argument("--snapshot-every", type=int, default=10_000,
+                    help="export a snapshot every N real images shown to the discriminator (default 10000)")
+    ap.add_argument("--snapshot-only", action="store_true", help="stop after the runs (same as --until runs)")
+    ap.add_argument("--until", choices=PHASES, default="cards", help="last phase to run (default: all)")
+    ap.add_argument("--deadline", type=float, default=0, help="wall-clock minutes for this invocation (0 = none)")
+    ap.add_argument("--reserve", type=float, default=None,
+                    help="minutes kept for the phases after the runs when --deadline is set (default: a fifth)")
+    ap.add_argument("--parallel", type=int, default=0, help="runs at a time (default: CPU cores ÷ --threads on a "
+                    "CPU, up to 4 by free memory on a GPU)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default 1)")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--select-images", type=int, default=1000, help="with --data: size of the select split")
+    ap.add_argument("--test-images", type=int, default=2000, help="with --data: size of the test split")
+    ap.add_argument("--curve-rulers", default="effnet,swd,anime,c2st",
+                    help="rulers that score every snapshot on select (default: the whole panel)")
+    ap.add_argument("--curve-n", type=int, default=500, help="samples per snapshot for the curves (default 500)")
+    ap.add_argument("--select-by", default="fid", help="curve metric that picks each run's snapshot (default fid)")
+    ap.add_argument("--rulers", default="effnet,swd,c2st,anime", help="rulers of the final scoring (default all)")
+    ap.add_argument("--n", type=int, default=1000, help="samples and test images of the final scoring (default 1000)")
+    ap.add_argument("--machine", default="", help="what the runs trained on, for model cards and figure labels")
+    ap.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    except ValueError:
+        ap.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    for m in args.models:
+        if m not in PRESETS:
+            ap.error(f"unknown model {m!r}; choose from {', '.join(PRESETS)}")
+    if not args.models or not args.seeds:
+        ap.error("--models and --seeds must each name at least one")
+    if args.epochs is None and args.minutes is None:
+        args.epochs = 3.0
+    for flag in ("epochs", "minutes"):
+        v = getattr(args, flag)
+        if v is not None and v <= 0:
+            ap.error(f"--{flag} must be > 0, got {v}")
+    for flag in ("snapshot_every", "threads", "batch_size", "curve_n", "n"):
+        if getattr(args, flag) < 1:
+            ap.error(f"--{flag.replace('_', '-')} must be ≥ 1, got {getattr(args, flag)}")
+    if args.deadline < 0:
+        ap.error(f"--deadline must be ≥ 0 minutes, got {args.deadline}")
+    if args.snapshot_only:
+        args.until = "runs"
+    if args.reserve is None:
+        args.reserve = args.deadline / 5
+    if not args.parallel:
+        runs = len(args.models) * len(args.seeds)
+        if device_type(args.device) == "cuda":
+            free, _ = torch.cuda.mem_get_info()
+            args.parallel = max(1, min(runs, 4, free // (3 << 30)))  # a 64×64 DCGAN run needs well under 3 GiB
+        else:
+            args.parallel = max(1, min(runs, (os.cpu_count() or 1) // args.threads))
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = [Path(r) for r in args.run]
-    names = [json.loads((r / "config.json").read_text())["model"] for r in runs]
-
-    # 1. loss curves, one panel per model (the report's figures 8 and 16)
-    fig, axes = plt.subplots(1, len(runs), figsize=(6.2 * len(runs), 3.8), squeeze=False)
-    for ax, run, name in zip(axes[0], runs, names):
-        rows = [r for r in read_metrics(run / "metrics.jsonl") if "g_loss" in r]
-        keys = ["d_loss", "g_loss"] + (["wasserstein", "gp"] if name == "wgan-gp" else ["d_real", "d_fake"])
-        w = max(1, len(rows) // 60)
-        for k in keys:
-            ax.plot([r["step"] for r in rows], _smooth([r[k] for r in rows], w), lw=1, label=k)
-        ax.set_title(f"{name}: losses (moving average of {w} log rows)")
-        ax.set_xlabel("generator step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "losses.png", dpi=110)
-    plt.close(fig)
-
-    # 2. FD against training time and against epochs (real images shown to D ÷ data size)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    longest = max((r.get("train_seconds") or 0 for run in runs for r in read_metrics(run / "metrics.jsonl")),
-                  default=0)
-    unit, per = ("hours", 3600) if longest > 7200 else ("minutes", 60)
-    for run, name in zip(runs, names):
-        cfg = json.loads((run / "config.json").read_text())
-        pts = {r["step"]: r for r in read_metrics(run / "fd_posthoc.jsonl")}
-        pts.update({r["step"]: r for r in read_metrics(run / "metrics.jsonl") if "fd" in r})
-        pts = sorted(pts.values(), key=lambda r: r["step"])
-        if not pts:
-            continue
-        epochs = [r["step"] * cfg["batch_size"] * cfg["n_critic"] / cfg["images"] for r in pts]
-        fd = [r["fd"] for r in pts]
-        axes[0].plot([r["train_seconds"] / per for r in pts], fd, "o-", ms=3, label=name)
-        axes[1].plot(epochs, fd, "o-", ms=3, label=name)
-    axes[0].set_xlabel(f"training wall time ({unit}" + (f", {args.machine})" if args.machine else ")"))
-    axes[1].set_xlabel("epochs (real images shown to D ÷ training-set size)")
-    for ax in axes:
-        ax.set_ylabel("FD, effnet-lite0 (1000 held-out images)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    axes[0].set_title("quick FD against training time")
-    axes[1].set_title("quick FD against epochs (the report's unit)")
-    fig.tight_layout()
-    fig.savefig(out / "fd_vs_time.png", dpi=110)
-    plt.close(fig)
-
-    # 3. fixed-noise grids through training (the report's figures 9, 10, 17, 18)
-    for run, name in zip(runs, names):
-        files = sorted((run / "samples").glob("step_*.png"))
-        if not files:
-            continue
-        picks = [files[round(i * (len(files) - 1) / max(args.grids - 1, 1))] for i in range(args.grids)]
-        picks = list(dict.fromkeys(picks))
-        fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 2.9), squeeze=False)
-        for ax, f in zip(axes[0], picks):
-            ax.imshow(Image.open(f), interpolation="nearest")
-            ax.set_title(f"step {int(f.stem.removeprefix('step_'))}", fontsize=9)
-            ax.axis("off")
-        fig.suptitle(f"{name}: the same 16 latents through training (EMA generator)", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(out / f"grids_{name}.png", dpi=110)
-        plt.close(fig)
-
-    # 4. the shipped generators side by side on the same seeds
-    from torchvision.utils import make_grid
-    fig, axes = plt.subplots(1, len(args.ckpt), figsize=(4.6 * len(args.ckpt), 4.9), squeeze=False)
-    for ax, ck in zip(axes[0], args.ckpt):
-        g = load_generator(ck)
-        z = torch.stack([z_from_seed(s, g.z_dim) for s in range(16)])  # the demo's latents of seeds 0–15
-        with torch.inference_mode():
-            img = make_grid(g(z), nrow=4, normalize=True, value_range=(-1, 1), padding=2)
-        ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(f"{Path(ck).name}: seeds 0–15", fontsize=10)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out / "side_by_side.png", dpi=110)
-    plt.close(fig)
-    print(f"wrote figures to {out}")
-
-
-def publish_metrics(args) -> None:
-    """Each generator row of an eval report → checkpoints/NAME/metrics.json, stamped with the sha256 of
-    the weights it describes; a row whose evaluated weights differ from the folder's is not published."""
-    report = json.loads(Path(args.report).read_text())
-    p, base = report["protocol"], report.get("baseline") or {}
-    real = report.get("real", {})
-    source = f"`{real.get('source', '?')}`" + (f" minus the images of {', '.join(real['exclude'])}"
-                                               if real.get("exclude") else "")
-    for row in report["models"]:
-        target = Path(args.to) / row["name"]
-        if row["kind"] != "generator" or not (target / "config.json").exists():
-            continue
-        sha = weights_sha256(target)
-        if Path(row["source"]).is_dir() and weights_sha256(row["source"]) != sha:
-            print(f"skipped {target}: the report evaluated other weights ({row['source']})")
-            continue
-        write_json(target / "metrics.json", {
-            "name": row["name"], "n": row["n"], "features": p["features"], "weights_sha256": sha,
-            "metrics": row["metrics"], "real_vs_real": base.get("metrics", {}),
-            "protocol": f"{p['n']} samples (seed {p['seed']}) vs {p['n']} held-out real images of {source} "
-                        f"({p['real_split']}); {p['preprocess']}; FID ± {p.get('fid_spread')}; C_T with "
-                        f"{p.get('ct_cells')} cells; see docs/evaluation.md"})
-        print(f"wrote {target / 'metrics.json'}")
-
-
-CARD = """---
-license: mit
-library_name: animegan
-pipeline_tag: unconditional-image-generation
-tags:
-  - gan{model_tag}
-  - anime
-  - dcgan
-  - image-generation
----
-
-# animegan {model}: 64×64 anime faces
-
-The exponential-moving-average generator of a {title} trained with
-[animegan](https://github.com/animegan/animegan) (`python -m animegan.train --model {model}`)
-on the 96×96 anime-faces data set of Jin et al. 2017 (Getchu character crops), at 64×64.
-Architecture: the course report's DCGAN generator (z = 100, 4 × ConvTranspose–BatchNorm–ReLU,
-ConvTranspose–Tanh; 3,576,704 parameters). {fixes}
-
-![16 samples, seeds 0–15](samples.png)
-
-## Use
-
-```python
-from animegan.checkpoint import load_generator      # pip install -r requirements.txt
-from animegan.sampling import sample_z
-G = load_generator("checkpoints/{model}")            # or a Hub repo id
-images = G(sample_z(16, 100, seed=0))                # 16×3×64×64 in [-1, 1]
-```
-
-## Training
-
-- Data: {n_images} training images: the train split of `python -m animegan.data split
-  anime-faces-96.tar --select 1000 --test 2000` (the 3,000 held-out images were never trained on).
-- Budget: {steps} generator steps, {epochs} epochs, {images:,} real images shown to the
-  discriminator, {duration} of training wall time on {device} with {threads} thread(s), {autocast} autocast.
-- Config: batch {batch_size}, {optimizer} lr {lr_g}, n_critic {n_critic}, critic norm
-  `{critic_norm}`, EMA decay {ema_decay}, seed {seed}. Full config: `training_info.json`.
-- {source}
-
-{evaluation}"""
-
-EVALUATION = """## Evaluation
-
-{protocol}
-
-{table}
-
-{readings}
-
-Full report, pictures and the commands that reproduce every number: `docs/report.md`; what each
-number means: `docs/evaluation.md`. The metrics above are in `metrics.json` (with the sha256 of the
-weights they describe), which the demo's metrics tab reads.
-"""
-
-FIXES = {"gan": "Discriminator with BatchNorm, BCE on logits, Adam 2e-4 (0.5, 0.999).",
-         "wgan-gp": "Critic with layer norm instead of BatchNorm and the gradient penalty taken per sample over "
-                    "C×H×W (two fixes of the report's code), RMSprop 2e-4, λ = 10, 5 critic steps per G step."}
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 3600:.2f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
-
-
-def _evaluation(d: Path) -> str:
-    """The card's evaluation section, from metrics.json."""
-    from eval.report import format_table, readings
-    m = json.loads((d / "metrics.json").read_text())
-    protocol = (f"Features `{m['features']}`; {m['protocol']}. The last row is a second real split of "
-                f"equal size: the floor each number can reach at this n.")
-    table = format_table({"models": [m], "baseline": {"name": "real-vs-real", "n": m["n"],
-                                                      "metrics": m["real_vs_real"]}}, markdown=True)
-    return EVALUATION.format(protocol=protocol, table=table,
-                             readings=" ".join(readings(m["metrics"], m["real_vs_real"], m["n"])))
-
-
-def model_card(args) -> None:
-    d = Path(args.dir)
-    if not args.run:  # the run folder is gone: re-render only the evaluation section of the card
-        card = (d / "README.md").read_text()
-        if "## Evaluation" not in card:
-            raise SystemExit(f"{d / 'README.md'} has no evaluation section; give --run to write a whole card")
-        (d / "README.md").write_text(card[:card.index("## Evaluation")] + _evaluation(d))
-        print(f"wrote the evaluation section of {d / 'README.md'}")
-        return
-    info = json.loads((d / "training_info.json").read_text())
-    c = info["config"]
-    g = load_generator(d)
-    from torchvision.utils import save_image
-    z = torch.stack([z_from_seed(s, g.z_dim) for s in range(16)])
-    with torch.inference_mode():
-        save_image(g(z), d / "samples.png", nrow=4, normalize=True, value_range=(-1, 1), padding=2)
-    rc = json.loads((Path(args.run) / "config.json").read_text())
-    source = (f"Exported from checkpoint `{info['checkpoint']}`." if info.get("checkpoint") else
-              f"The run's best quick-FD export (step {info['step']}, FD {info['fd_effnet_lite0']:.1f} on "
-              f"{info['fd_n']} held-out images), chosen by the quick FD of `--eval-every`."
-              if "fd_effnet_lite0" in info else f"The run's export at step {info['step']}.")
-    gan = c["model"] == "gan"
-    text = CARD.format(model=c["model"], model_tag="" if gan else f"\n  - {c['model']}",
-                       title="plain GAN" if gan else "WGAN-GP",
-                       fixes=FIXES[c["model"]], n_images=rc.get("images"), steps=info["step"],
-                       epochs=info.get("epochs", info["epoch"]),
-                       images=info.get("images_seen") or info["step"] * c["batch_size"] * c["n_critic"],
-                       duration=_duration(info.get("train_seconds") or 0), source=source,
-                       device=args.machine or rc.get("device", "?"), threads=rc.get("threads") or "default",
-                       autocast=rc.get("autocast", "fp32"), evaluation=_evaluation(d), **{k: c[k] for k in (
-                           "batch_size", "optimizer", "lr_g", "n_critic", "critic_norm", "ema_decay", "seed")})
-    (d / "README.md").write_text(text)
-    print(f"wrote {d / 'README.md'} and {d / 'samples.png'}")
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("fd-curve")
-    p.add_argument("run")
-    p.add_argument("--real", required=True)
-    p.add_argument("--n", type=int, default=QUICK_FD_N, help=f"images and samples (default {QUICK_FD_N}, as training)")
-    p.set_defaults(fn=fd_curve)
-    p = sub.add_parser("random-generator")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(fn=random_generator)
-    p = sub.add_parser("figures")
-    p.add_argument("--run", action="append", required=True)
-    p.add_argument("--ckpt", action="append", required=True)
-    p.add_argument("--out", default="docs/figures")
-    p.add_argument("--grids", type=int, default=5, help="grids per model through training")
-    p.add_argument("--machine", default="", help="what the runs trained on, for the time axis's label")
-    p.set_defaults(fn=figures)
-    p = sub.add_parser("publish-metrics")
-    p.add_argument("report")
-    p.add_argument("--to", default="checkpoints")
-    p.set_defaults(fn=publish_metrics)
-    p = sub.add_parser("model-card")
-    p.add_argument("dir", help="a shipped generator folder holding training_info.json and metrics.json")
-    p.add_argument("--run", help="the run folder it came from (without it, only the card's evaluation "
-                   "section is rewritten from metrics.json)")
-    p.add_argument("--machine", default="", help="what it trained on, e.g. 'one NVIDIA H100 80GB' "
-                   "(default: the run's device)")
-    p.set_defaults(fn=model_card)
-    args = ap.parse_args()
-    args.fn(args)
+    status = json.loads((out / "status.json").read_text()) if (out / "status.json").is_file() else {}
+    rel = Release(out, time.time() + args.deadline * 60 if args.deadline else math.inf, status)
+    rel.status.get("phases", {}).pop("release", None)  # the last invocation's error or stop
+    rel.status.update(command=" ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+                      models=args.models, seeds=args.seeds, budget={"epochs": args.epochs, "minutes": args.minutes},
+                      device=device_type(args.device))
+    rel.log(f"release {out}: {len(args.models)} models × {len(args.seeds)} seeds, "
+            + (f"{args.epochs:g} epochs" if args.epochs else f"{args.minutes:g} min") + f" each, {args.parallel} at a "
+            f"time, {args.threads} thread(s) each" + (f", deadline in {args.deadline:g} min" if args.deadline else ""))
+    steps = {"split": phase_split, "smoke": phase_smoke, "runs": phase_runs, "select": phase_select,
+             "export": phase_export, "score": phase_score, "cards": phase_cards}
+    try:
+        for phase in PHASES[:PHASES.index(args.until) + 1]:
+            trained = {r: s.get("step") for r, s in sorted(rel.status.get("runs", {}).items())}
+            if rel.done(phase) and rel.status["phases"][phase].get("trained", trained) == trained and phase != "runs":
+                continue  # done, and the runs have not moved since
+            if rel.left() <= 0:
+                rel.log(f"deadline reached before {phase}: rerun the same command to continue")
+                rel.mark("release", stopped_before=phase)
+                return 3
+            rel.status["phase"] = phase
+            if steps[phase](rel, args) is False:  # the runs were stopped by the deadline
+                rel.log("deadline: the runs are not finished; scoring what they have so far")
+            if phase not in ("split", "smoke"):
+                rel.mark(phase, trained={r: s.get("step") for r, s in sorted(rel.status.get("runs", {}).items())})
+    except (ReleaseError, DataError) as e:
+        rel.log(f"error: {e}")
+        rel.mark("release", error=str(e))
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finished = all(rel.done(p) for p in PHASES[:PHASES.index(args.until) + 1])
+    rel.status["phase"] = "finished" if finished else "partial"
+    rel.save()
+    rel.log(f"release {out}: " + (f"done up to {args.until}" if finished else
+                                   "partial: rerun the same command to continue"))
+    return 0 if finished else 3
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
