@@ -33,7 +33,7 @@ from animegan.files import atomic_write
 from animegan.data import decode_image, load_images, open_image_source
 from animegan.data import image_ids
 
-from animegan.features import EFFNET, extract_features, identity
+from animegan.features import EFFNET
 
 CACHE_VERSION = 2
 PREPROCESS = "RGB, Resize(size) short side, CenterCrop(size), uint8"
@@ -76,33 +76,72 @@ def _read(file: Path) -> tuple[torch.Tensor, dict] | None:
 
 
 def _write(file: Path, feats: torch.Tensor, meta: dict) -> None:
-    atomic_write(file, lambda tmp: save_file({"features": feats.contiguous()}, tmp, metadata=meta))
+    try:
+        atomic_write(file, lambda tmp: save_file({"features": feats.contiguous()}, tmp, metadata=meta))
+    except OSError as e:  # a read-only home must not stop an evaluation
+        print(f"warning: could not write feature cache {file}: {e.strerror or e}", file=sys.stderr)
+
+
+@dataclass
+class CachedReal:
+    """Every ruler's descriptors of one set of real images, row for row."""
+    descriptors: dict            # ruler name → N×… tensor
+    names: list[str]             # the image behind each row
+    skipped: int                 # unreadable files among those used
+    excluded: int                # images left out because their id is in `exclude`
+    from_cache: dict             # ruler name → whether its rows came from the cache
+    keys: dict                   # ruler name → cache key
+    images: torch.Tensor | None  # the decoded images, when any ruler needed them
+
+
+def cached_descriptors(path, rulers, n: int | None = None, size: int = 64, cache_dir=None, use_cache: bool = True,
+                       progress: bool = False, exclude: frozenset[str] = frozenset(),
+                       need_images: bool = False) -> CachedReal:
+    """Descriptors (`Ruler.describe`) of the first `n` (sorted) images of `path` whose image id is not in
+    `exclude`, for every ruler; from the cache when possible. The images are decoded once, and only when
+    a ruler misses the cache or does not cache (`cache_real`), or `need_images` asks for them."""
+    every = open_image_source(path).entries  # raises DataError if unusable
+    ids = image_ids([e[0] for e in every])
+    entries = [list(e) for e, i in zip(every, ids) if i not in exclude][:n]
+    excluded = len(every) - sum(i not in exclude for i in ids)
+    folder = Path(cache_dir or default_cache_dir())
+    out = CachedReal({}, [], 0, excluded, {}, {}, None)
+    missing = []
+    for r in rulers:
+        key = out.keys[r.name] = cache_key(path, entries, size, r.identity())
+        got = _read(folder / f"{key}.safetensors") if use_cache and r.cache_real else None
+        if got is None:
+            missing.append(r)
+            continue
+        out.descriptors[r.name], meta = got
+        out.from_cache[r.name] = True
+        out.names, out.skipped = json.loads(meta["names"]), int(meta["skipped"])
+    if missing or need_images:
+        loaded = load_images(path, size=size, names=[e[0] for e in entries], progress=progress)
+        if out.names and out.names != loaded.names:  # a file became unreadable since it was cached
+            return cached_descriptors(path, rulers, n, size, cache_dir, False, progress, exclude, need_images)
+        out.images, out.names, out.skipped = loaded.images, loaded.names, loaded.skipped
+        for r in missing:
+            out.descriptors[r.name] = r.describe(loaded.images)
+            out.from_cache[r.name] = False
+            if use_cache and r.cache_real:
+                _write(folder / f"{out.keys[r.name]}.safetensors", out.descriptors[r.name],
+                       {"names": json.dumps(loaded.names), "skipped": str(loaded.skipped), "source": str(path),
+                        "ruler": r.name, "size": str(size)})
+    return out
 
 
 def cached_features(path, extractor: str = EFFNET, n: int | None = None, size: int = 64,
                     cache_dir=None, use_cache: bool = True, weights_path=None, batch_size: int = 16,
                     device="cpu", progress: bool = False, exclude: frozenset[str] = frozenset()) -> CachedFeatures:
-    """Features of the first `n` (sorted) images of `path` whose image id is not in `exclude`;
-    from the cache when possible."""
-    every = open_image_source(path).entries  # raises DataError if unusable
-    ids = image_ids([e[0] for e in every])
-    entries = [list(e) for e, i in zip(every, ids) if i not in exclude][:n]
-    excluded = len(every) - sum(i not in exclude for i in ids)
-    key = cache_key(path, entries, size, identity(extractor, weights_path, device))
-    file = Path(cache_dir or default_cache_dir()) / f"{key}.safetensors"
-    if use_cache and (got := _read(file)) is not None:
-        feats, meta = got
-        return CachedFeatures(feats, json.loads(meta["names"]), int(meta["skipped"]), excluded, True, key)
-    loaded = load_images(path, size=size, names=[e[0] for e in entries], progress=progress)
-    feats = extract_features(loaded.images, extractor, batch_size=batch_size, device=device,
-                             weights_path=weights_path, progress=progress)
-    if use_cache:
-        try:
-            _write(file, feats, {"names": json.dumps(loaded.names), "skipped": str(loaded.skipped),
-                                 "source": str(path), "extractor": str(extractor), "size": str(size)})
-        except OSError as e:  # a read-only home must not stop an evaluation
-            print(f"warning: could not write feature cache {file}: {e.strerror or e}", file=sys.stderr)
-    return CachedFeatures(feats, loaded.names, loaded.skipped, excluded, False, key)
+    """Features of the first `n` (sorted) images of `path` whose image id is not in `exclude`, in one
+    extractor's space; from the cache when possible (`cached_descriptors` of that space's ruler)."""
+    from .rulers.effnet import FeatureRuler
+
+    ruler = FeatureRuler(extractor, weights_path, device, batch_size)
+    got = cached_descriptors(path, [ruler], n, size, cache_dir, use_cache, progress, exclude)
+    return CachedFeatures(got.descriptors[ruler.name], got.names, got.skipped, got.excluded,
+                          got.from_cache[ruler.name], got.keys[ruler.name])
 
 
 @functools.lru_cache(maxsize=4)

@@ -196,11 +196,12 @@ def ndb(real, fake, centers=None, k: int = 50, alpha: float = NDB_ALPHA, seed: i
     }
 
 
-def _fd_exact(a: torch.Tensor, b: torch.Tensor) -> float:
+def fd_exact(a: torch.Tensor, b: torch.Tensor) -> float:
     """FD through the cross matrix instead of d×d square roots: with centred A, B,
     Tr((Σa Σb)^½) is the nuclear norm of A Bᵀ / √((n−1)(m−1)); a set with more rows than
     dimensions is first reduced to its R factor (A = QR keeps ‖A Bᵀ‖_*). The same number as
     torch-fidelity's (to ~1e-7), ~20× faster — what makes the spread affordable."""
+    a, b = _t(a), _t(b)  # float64: the cross term cancels most of the trace terms
     A, B = a - a.mean(0), b - b.mean(0)
     na, nb = len(a) - 1, len(b) - 1
     ra, rb = (torch.linalg.qr(x, mode="r").R if len(x) > x.shape[1] else x for x in (A, B))
@@ -218,20 +219,27 @@ def fd_spread(real, fake, rounds: int = 20, seed: int = 0) -> dict:
     if rounds < 2 or min(len(a), len(b)) < 4:
         raise ValueError("fd_spread needs at least 2 rounds and 4 samples per set")
     g = torch.Generator().manual_seed(seed)
-    fds = [_fd_exact(a[torch.randperm(len(a), generator=g)[:len(a) // 2]],
+    fds = [fd_exact(a[torch.randperm(len(a), generator=g)[:len(a) // 2]],
                      b[torch.randperm(len(b), generator=g)[:len(b) // 2]]) for _ in range(rounds)]
     return {"fid_std": float(np.std(fds, ddof=1)), "fid_spread_rounds": rounds}
 
 
-def vendi_score(feats, center=None) -> float:
-    """exp(Shannon entropy of the eigenvalues of K/n), K the cosine similarity of the rows after
-    subtracting `center` (D; the evaluation passes the real reference's mean, the same for every set):
-    1 when all rows point one way, k for k mutually orthogonal rows each repeated equally often."""
+def vendi_bandwidth(real) -> float:
+    """The Vendi kernel's length scale: the median distance between two reference rows."""
+    x = _t(real)
+    x = x[_rng_subset(len(x), 2000, 0)]
+    return float(torch.pdist(x).median())
+
+
+def vendi_score(feats, bandwidth: float) -> float:
+    """exp(Shannon entropy of the eigenvalues of K/n) (Friedman & Dieng 2023), K the Gaussian kernel
+    exp(−‖x − y‖² / 2h²) with the reference's length scale h (`vendi_bandwidth`): an effective number of
+    distinct samples. The kernel depends on differences only, so the score does not move when the whole
+    set moves (its distance to real data is FD's job, not Vendi's); the fixed h keeps a set collapsed to
+    one tight cluster at ≈ 1 (a scale-free kernel, cosine after centring, would call tight noise diverse).
+    k equally frequent points much farther apart than h score k."""
     x = _t(feats)
-    if center is not None:
-        x = x - torch.as_tensor(np.asarray(center), dtype=torch.float64)
-    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    gram = x.T @ x if len(x) > x.shape[1] else x @ x.T  # same non-zero eigenvalues, the smaller matrix
-    lam = torch.linalg.eigvalsh(gram / len(x)).clamp_min(0)
+    d2 = torch.cdist(x, x).square()
+    lam = torch.linalg.eigvalsh(torch.exp(-d2 / (2 * bandwidth ** 2)) / len(x)).clamp_min(0)
     lam = lam[lam > 1e-12]
     return float(torch.exp(-(lam * lam.log()).sum()))

@@ -1,13 +1,12 @@
 """Evaluation reports: report.json for machines, report.md + PNG grids for people.
 
     write_report(out_dir, report, pictures)   # → report.json, report.md, *.png
-    print(format_table(report))               # the same table, for the terminal
+    print(format_table(report))               # the panel, for the terminal
 
-`report` is the dict built by eval.evaluate: {"protocol", "real", "models": [row, …],
-"baseline": row}; each row holds name, source, n and a flat "metrics" dict.
-`pictures` maps a file name to a uint8 K×3×H×W batch (or a list of rows of
-images), drawn as a grid, or to a function that draws a plot into a given path;
-every write is atomic (temporary file + os.replace).
+`report` is an `eval.schema.Report` (its `to_dict()` is report.json). Two tables: the panel (every
+ruler's metrics, ± their paired spread) and the feature-space metrics (FEATURE_METRICS: diversity,
+mode dropping, copying). `pictures` maps a file name to a uint8 K×3×H×W batch (or a list of rows of
+images), drawn as a grid, or to a function that draws a plot into a given path; every write is atomic.
 """
 from __future__ import annotations
 
@@ -18,14 +17,10 @@ from pathlib import Path
 from animegan.files import atomic_write
 from animegan.monitor import save_grid
 
-from .schema import Metric
+from .schema import Metric, Report, Row
 
-
-METRICS = (
-    Metric("fid", "FID", "FID ↓", "lower", "{:.2f}", "Fréchet distance of feature means and covariances; "
-           "± its sampling std (random halves)", spread="fid_std"),
-    Metric("kid", "KID", "KID×10³ ↓", "lower", "{:.2f}", "kernel (MMD²) distance, ×1000; mean over subsets",
-           scale=1e3),
+# The nearest-neighbour metrics, computed in the evaluation's feature space (effnet-lite0 by default).
+FEATURE_METRICS = (
     Metric("precision", "Precision", "prec ↑", "higher", "{:.3f}", "share of samples inside the real manifold (k=3)"),
     Metric("recall", "Recall", "rec ↑", "higher", "{:.3f}", "share of real images inside the generated manifold (k=3)"),
     Metric("density", "Density", "dens", "floor", "{:.3f}", "≈1 like data; >1 samples crowd dense regions (k=5)"),
@@ -41,35 +36,59 @@ METRICS = (
 )
 
 
-def _fmt(value, fmt: str) -> str:
+def fmt(value, metric: Metric) -> str:
+    """A stored value as every table shows it (× the metric's scale; – when not measured)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return fmt.format(value)
+    return metric.fmt.format(value * metric.scale)
 
 
-def _cells(row: dict) -> list[str]:
-    m = row["metrics"]
-    cells = [row["name"], str(row["n"])]
-    for metric in METRICS:
-        value = m.get(metric.key)
-        text = _fmt(None if value is None else value * metric.scale, metric.fmt)
-        if metric.spread and m.get(metric.spread) is not None and value is not None:
-            text += " ± " + _fmt(m[metric.spread] * metric.scale, metric.fmt)
-        cells.append(text)
-    return cells
+def cell(metrics: dict, metric: Metric) -> str:
+    """A value with its spread: the paired rounds' std (key_std), when the row has one."""
+    text = fmt(metrics.get(metric.key), metric)
+    spread = metrics.get(metric.spread or f"{metric.key}_std")
+    if text != "–" and spread is not None and not (isinstance(spread, float) and math.isnan(spread)):
+        text += " ± " + fmt(spread, metric)
+    return text
 
 
-def format_table(report: dict, markdown: bool = False) -> str:
-    head = ["model", "n"] + [m.title for m in METRICS]
-    rows = [_cells(r) for r in report["models"]]
-    if report.get("baseline"):
-        rows.append(_cells(report["baseline"]))
+def table(rows: list[Row], metrics: list[Metric], markdown: bool = False) -> str:
+    head = ["model", "n"] + [m.title for m in metrics]
+    body = [[r.name, str(r.n)] + [cell(r.metrics, m) for m in metrics] for r in rows]
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in body])
+
+
+def format_table(report: Report, markdown: bool = False) -> str:
+    """The panel: every ruler's metrics for every row (models, ceiling, floor)."""
+    return table(report.rows(), report.metrics(), markdown)
+
+
+def verdict_lines(report: Report) -> list[str]:
+    """The verdict as Markdown: the sentence, then each metric's paired difference."""
+    v = report.verdict
+    if v is None:
+        return []
+    by_key = {m.key: m for m in report.metrics()}
+    seeds = max(d.seeds for d in v.differences) if v.differences else 1
+    out = [f"**Verdict.** {v.summary}", "",
+           f"| ruler | metric | {v.a} | {v.b} | difference ({v.a} − {v.b}), 95 % paired interval | better |"
+           + (" seed std of the difference |" if seeds > 1 else ""),
+           "|---|---|---:|---:|---|---|" + ("---:|" if seeds > 1 else "")]
+    for d in v.differences:
+        m = by_key[d.metric]
+        dist = " (distance from the real-vs-real floor)" if m.better == "floor" else ""
+        out.append(f"| {d.ruler} | {m.title} | {fmt(d.a, m)} | {fmt(d.b, m)} | {d.diff * m.scale:+.3g} "
+                   f"[{d.lo * m.scale:+.3g}, {d.hi * m.scale:+.3g}]{dist} | {d.better or 'no clear difference'} |"
+                   + (f" {fmt(d.seed_std, m) if d.seed_std is not None else '–'} |" if seeds > 1 else ""))
+    if seeds > 1:
+        out += ["", f"{v.a} and {v.b} are means over {seeds} training seeds; the interval is over images (paired "
+                    f"rounds), the seed std is what another training run changes."]
+    return out + [""]
 
 
 def bin_concentration(ndb: dict, top: int = 3) -> dict:
@@ -88,9 +107,9 @@ def ct_reading(ct) -> str:
     if ct < -3:
         return "copying: the samples sit closer to their nearest training image than unseen real images do"
     if ct > 3:
-        return ("underfitting, not copying: the samples sit farther from the training set than unseen real "
-                "images do")
-    return "no sign of copying: the samples sit as close to the training set as unseen real images do"
+        return ("underfitting: the samples sit farther from the training set than unseen real images do; no "
+                "evidence of copying, though the test has little power to see copying while samples are this far off")
+    return "no evidence of copying: the samples sit as close to the training set as unseen real images do"
 
 
 def readings(m: dict, floor: dict, n: int) -> list[str]:
@@ -101,22 +120,6 @@ def readings(m: dict, floor: dict, n: int) -> list[str]:
                    f"{floor.get('vendi', float('nan')):.0f}).")
     if m.get("ct") is not None:
         out.append(f"Data copying: C_T = {m['ct']:+.1f} — {ct_reading(m['ct'])}.")
-    return out
-
-
-def fid_overlaps(rows: list[dict]) -> list[str]:
-    """For each pair of rows, whether their FID intervals (point ± 2 std) overlap."""
-    out = []
-    for i, a in enumerate(rows):
-        for b in rows[i + 1:]:
-            ma, mb = a["metrics"], b["metrics"]
-            if ma.get("fid_std") is None or mb.get("fid_std") is None:
-                continue
-            gap, reach = abs(ma["fid"] - mb["fid"]), 2 * (ma["fid_std"] + mb["fid_std"])
-            verdict = ("overlap: the difference is within the sampling noise at this n" if gap <= reach else
-                       "do not overlap: the difference is larger than the sampling noise at this n")
-            out.append(f"{a['name']} ({ma['fid']:.1f} ± {2 * ma['fid_std']:.1f}) vs {b['name']} ({mb['fid']:.1f} ± "
-                       f"{2 * mb['fid_std']:.1f}): the FID intervals {verdict}.")
     return out
 
 
@@ -138,34 +141,42 @@ def plot_distances(path, samples, heldout, title: str) -> None:
     plt.close(fig)
 
 
-def _markdown(report: dict, pictures: dict) -> str:
-    p, real = report["protocol"], report["real"]
+def _markdown(report: Report, pictures: set) -> str:
+    p, real = report.protocol, report.real
     md = ["# Evaluation report", "",
-          f"Feature space **{p['features']}**; {p['n']} generated samples per model (seed {p['seed']}) against "
-          f"{p['n']} real images from `{real['source']}`"
+          f"{p['n']} generated samples per model (seed {p['seed']}) against {p['n']} real images from "
+          f"`{real['source']}`"
           + (f", leaving out the {real['excluded']} also in {', '.join(real['exclude'])}" if real.get("exclude") else "")
-          + f" ({p['preprocess']}). Baseline row: a second, disjoint "
-          f"real split of the same size — the floor each number can reach. FID/KID depend on n and on the "
-          f"feature space: compare rows of this table, not numbers across reports.", "",
-          format_table(report, markdown=True), ""]
-    overlaps = fid_overlaps(report["models"])
-    if overlaps:
-        md += [f"**Is the FID difference real?** Interval = FID ± 2 std ({p.get('fid_spread', '?')}):", ""]
-        md += [f"- {o}" for o in overlaps] + [""]
-    if report.get("warnings"):
-        md += ["**Warnings:**", ""] + [f"- {w}" for w in report["warnings"]] + [""]
-    md += ["## What the columns mean", ""] + [f"- **{m.title}** — {m.meaning}" for m in METRICS] + [""]
-    for row in report["models"] + ([report["baseline"]] if report.get("baseline") else []):
-        md += [f"## {row['name']}", "", f"Source: `{row['source']}` ({row['kind']}, n = {row['n']}"
-               + (f", {row['skipped']} unreadable files skipped" if row.get("skipped") else "") + ")", ""]
-        md += readings(row["metrics"], (report.get("baseline") or {}).get("metrics", {}), row["n"])
-        if row.get("selection"):
-            sel = row["selection"]
+          + f" ({p['preprocess']}), measured by the rulers {', '.join(p['rulers'])}. The `random-init` row is a "
+          f"randomly initialised generator (the ceiling); `real-vs-real` is a second, disjoint real split of the "
+          f"same size (the floor each number can reach). ± is the spread over {p['spread']}. Scores depend on n: "
+          f"compare rows of one report, not numbers across reports.", ""]
+    md += verdict_lines(report)
+    md += ["## The panel", "", format_table(report, markdown=True), ""]
+    said = [(r.name, t) for r in report.rows() for t in r.translations]
+    if said:
+        md += ["**Numbers a person can picture** (each score read back onto the sanity suite's curves of disturbed "
+               "real faces at the same n):", ""]
+        md += [f"- {name}, {t['metric']}: {t['phrase']}" for name, t in said] + [""]
+    md += [f"## Diversity, mode dropping and copying ({p['features']} features)", "",
+           table(report.rows(), list(FEATURE_METRICS), markdown=True), ""]
+    if report.warnings:
+        md += ["**Warnings:**", ""] + [f"- {w}" for w in report.warnings] + [""]
+    md += ["## What the columns mean", ""]
+    md += [f"- **{m.title}** ({name}, sees {r.get('sees', '?')}) — {m.meaning}"
+           for name, r in report.rulers.items() for m in (Metric(**x) for x in r["metrics"])]
+    md += [f"- **{m.title}** — {m.meaning}" for m in FEATURE_METRICS] + [""]
+    for row in report.rows():
+        md += [f"## {row.name}", "", f"Source: `{row.source}` ({row.kind}, n = {row.n}"
+               + (f", {row.skipped} unreadable files skipped" if row.skipped else "") + ")", ""]
+        md += readings(row.metrics, report.baseline.metrics, row.n)
+        if row.selection:
+            sel = row.selection
             md += [f"Selected on {sel['n']} images of `{sel['source']}`, {sel['overlap']} of them among the real "
                    f"images of this evaluation."]
         md += [""]
-        ndb = row.get("ndb") or {}
-        if ndb:
+        if row.ndb:
+            ndb = row.ndb
             md += [f"NDB: {ndb['ndb']} of {ndb['k']} bins differ (α = {ndb['alpha']}); "
                    f"under-filled: {ndb['underfilled'][:8] or 'none'}; over-filled: {ndb['overfilled'][:8] or 'none'}."]
             if ndb.get("fake_share"):
@@ -174,14 +185,16 @@ def _markdown(report: dict, pictures: dict) -> str:
                        f"samples and {100 * c['real_share']:.1f} % of the real images; {c['empty_bins']} of "
                        f"{c['k']} bins get no sample."]
             md += [""]
-        for fname, caption in row.get("pictures", {}).items():
+        for fname, caption in row.pictures.items():
             if fname in pictures:
                 md += [f"**{caption}**", "", f"![{caption}]({fname})", ""]
+    md += ["## Where the time went", "", "| step | seconds |", "|---|---:|"]
+    md += [f"| {k} | {v:.1f} |" for k, v in report.timings.items()] + [f"| total | {report.seconds:.1f} |", ""]
     md += ["## Protocol", "", "```json", json.dumps(p, indent=2), "```", ""]
     return "\n".join(md)
 
 
-def write_report(out_dir, report: dict, pictures: dict) -> Path:
+def write_report(out_dir, report: Report, pictures: dict) -> Path:
     """Write pictures first, then report.json and report.md; returns the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -194,8 +207,7 @@ def write_report(out_dir, report: dict, pictures: dict) -> Path:
         else:
             continue
         drawn.add(name)
-    text = json.dumps(report, indent=2, allow_nan=True) + "\n"
-    atomic_write(out / "report.json", lambda tmp: Path(tmp).write_text(text))
+    report.save(out / "report.json")
     md = _markdown(report, drawn)
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(md))
     return out

@@ -136,7 +136,7 @@ def test_fast_fd_is_torch_fidelitys_fd():
     w = torch.randn(64, 64, generator=g) / 8
     x, y = torch.relu(torch.randn(300, 64, generator=g) @ w), torch.relu(torch.randn(200, 64, generator=g) @ w + 0.1)
     for a, b in ((x, y), (y, x), (x[:40], y)):  # n < m, n > m, n < d
-        assert dv._fd_exact(a.double(), b.double()) == pytest.approx(dv.frechet_distance(a, b), rel=1e-6)
+        assert dv.fd_exact(a.double(), b.double()) == pytest.approx(dv.frechet_distance(a, b), rel=1e-6)
 
 
 def test_fd_spread_is_the_sampling_noise_of_fd():
@@ -147,7 +147,7 @@ def test_fd_spread_is_the_sampling_noise_of_fd():
     def pair(n):
         return torch.randn(n, D, generator=g) * scale, torch.randn(n, D, generator=g) + 0.3
 
-    truth = np.std([dv._fd_exact(*(x.double() for x in pair(400))) for _ in range(30)], ddof=1)
+    truth = np.std([dv.fd_exact(*(x.double() for x in pair(400))) for _ in range(30)], ddof=1)
     est = [dv.fd_spread(*pair(400), rounds=20, seed=i)["fid_std"] for i in range(3)]
     assert all(0.5 * truth < e < 2.5 * truth for e in est) and 0.7 * truth < np.mean(est) < 2 * truth, (truth, est)
     assert dv.fd_spread(*pair(1600), rounds=20)["fid_std"] < 0.9 * np.mean(est)  # less noise at larger n
@@ -167,16 +167,19 @@ def test_fid_intervals_overlap_sentence():
 def test_vendi_counts_distinct_points():
     g = torch.Generator().manual_seed(0)
     for k in (1, 3, 7):
-        pts = torch.randn(k, 512, generator=g)  # nearly orthogonal in 512-D
-        assert dv.vendi_score(pts.repeat(40, 1)) == pytest.approx(k, rel=0.05)
+        pts = 10 * torch.randn(k, 512, generator=g)  # far apart compared with the length scale 1
+        assert dv.vendi_score(pts.repeat(40, 1), bandwidth=1.0) == pytest.approx(k, rel=1e-3)
     eye = torch.eye(5)
-    assert dv.vendi_score(eye.repeat_interleave(3, 0)) == pytest.approx(5, rel=1e-6)  # exactly k
-    assert dv.vendi_score(torch.cat([eye[:1].repeat(9, 1), eye[1:2]])) < 2  # unequal weights count less
+    assert dv.vendi_score(eye.repeat_interleave(3, 0), bandwidth=0.01) == pytest.approx(5, rel=1e-6)  # exactly k
+    assert dv.vendi_score(torch.cat([eye[:1].repeat(9, 1), eye[1:2]]), bandwidth=0.01) < 2  # unequal weights count less
 
 
-def test_vendi_real_sample_far_above_a_collapsed_one():
+def test_vendi_ignores_where_the_set_sits_and_sees_collapse():
     real, _ = mixture(1000, ALL, seed=0)
+    h = dv.vendi_bandwidth(real)
+    v_real = dv.vendi_score(real, h)
+    shifted = real + real.std(0, keepdim=True)  # every feature moved by 1 σ: fidelity, not diversity
+    assert dv.vendi_score(shifted, h) == pytest.approx(v_real, rel=1e-6)
     collapsed = real[:1] + 1e-3 * torch.randn(1000, D, generator=torch.Generator().manual_seed(1))
-    centre = real.double().mean(0)
-    v_real, v_col = dv.vendi_score(real, center=centre), dv.vendi_score(collapsed, center=centre)
+    v_col = dv.vendi_score(collapsed, h)
     assert v_real > 5 and v_col < 1.1 and v_real > 5 * v_col

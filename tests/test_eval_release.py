@@ -1,4 +1,4 @@
-"""scripts/release.py publish-metrics and model-card: scores travel with the hash of their weights."""
+"""scripts/cards.py publish-metrics and model-card: scores travel with the hash of their weights."""
 import json
 import subprocess
 import sys
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def release(*args):
-    p = subprocess.run([sys.executable, "scripts/release.py", *map(str, args)], cwd=ROOT, capture_output=True,
+    p = subprocess.run([sys.executable, "scripts/cards.py", *map(str, args)], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-800:]
     return p.stdout

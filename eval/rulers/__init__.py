@@ -39,25 +39,40 @@ class Ruler:
     def describe(self, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
         raise NotImplementedError
 
-    def score(self, ref: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> dict[str, float]:
+    def score(self, ref: torch.Tensor, fake: torch.Tensor, seed: int = 0,
+              keys: tuple[str, ...] | None = None) -> dict[str, float]:
+        """Pure: the ruler's metrics of descriptors `fake` against `ref` (only `keys`, when given and the
+        ruler can save work by it)."""
         raise NotImplementedError
 
+    @property
+    def paired_keys(self) -> tuple[str, ...]:
+        """The metrics `paired` resamples (all, unless a ruler's metric is too costly to resample)."""
+        return tuple(m.key for m in self.metrics)
+
     def paired(self, ref: torch.Tensor, fakes: list[torch.Tensor], rounds: int = 20, seed: int = 0) -> np.ndarray:
-        """rounds × len(fakes) × len(metrics) scores, each round on a random half of the reference rows and
-        the *same* random half of every fake set's rows (the fakes share latents, row for row), so the
+        """rounds × len(fakes) × len(paired_keys) scores, each round on a random half of the reference rows
+        and the *same* random half of every fake set's rows (the fakes share latents, row for row), so the
         spread of a difference between two fake sets is the paired spread: the reference's own noise
         cancels. Halves without replacement are the delete-d jackknife with d = n/2 (variance factor 1)."""
         g = torch.Generator().manual_seed(seed)
         n_ref, n_fake = len(ref), min(len(f) for f in fakes)
-        keys = [m.key for m in self.metrics]
+        keys = self.paired_keys
         out = np.empty((rounds, len(fakes), len(keys)))
         for r in range(rounds):
             ri = torch.randperm(n_ref, generator=g)[:n_ref // 2]
             fi = torch.randperm(n_fake, generator=g)[:n_fake // 2]
             for j, fake in enumerate(fakes):
-                s = self.score(ref[ri], fake[fi], seed=seed + r)
+                s = self.score(ref[ri], fake[fi], seed=seed + r, keys=keys)
                 out[r, j] = [s[k] for k in keys]
         return out
+
+
+    def measure(self, ref: torch.Tensor, fakes: list[torch.Tensor], rounds: int = 20,
+                seed: int = 0) -> tuple[list[dict[str, float]], np.ndarray]:
+        """Every fake set's scores against `ref`, and the paired rounds (`paired`) that give their spread and
+        the intervals of their differences. A ruler that trains something per set (c2st) does both at once."""
+        return [self.score(ref, f, seed=seed) for f in fakes], self.paired(ref, fakes, rounds, seed)
 
 
 RULERS: dict[str, type[Ruler]] = {}
