@@ -33,6 +33,8 @@ class TrainConfig:
     epochs: int = _f(0, "train for N epochs (an epoch = every real image shown to D once); 0 = use --steps")
     steps: int = _f(0, "train until generator step N, counted over the whole run (resume continues to N)")
     max_minutes: float = _f(0.0, "also stop after this much training wall time, summed over resumes; 0 = no limit")
+    max_cpu_minutes: float = _f(0.0, "also stop after this much CPU time of the training process, summed over "
+                                "resumes; 0 = no limit (unlike wall time, a busy machine does not shorten it)")
     # --- architecture
     img_size: int = _f(64, "image side in pixels (power of two)")
     z_dim: int = _f(100, "latent size of z ~ N(0, I)")
@@ -134,7 +136,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise UsageError(f"--eval-n must be ≥ 2 (an FD needs two samples per side), got {cfg.eval_n}")
     if cfg.img_size < 8 or cfg.img_size & (cfg.img_size - 1):
         raise UsageError(f"--img-size must be a power of two ≥ 8 (64 is the report's), got {cfg.img_size}")
-    for k in ("epochs", "steps", "eval_every", "snapshot_every", "threads", "keep_ckpts", "max_minutes"):
+    for k in ("epochs", "steps", "eval_every", "snapshot_every", "threads", "keep_ckpts", "max_minutes",
+              "max_cpu_minutes"):
         if getattr(cfg, k) < 0:
             raise UsageError(f"--{k.replace('_', '-')} must be ≥ 0, got {getattr(cfg, k)}")
     if cfg.epochs == 0 and cfg.steps == 0:

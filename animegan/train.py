@@ -170,12 +170,14 @@ def training_loop(cfg: TrainConfig, state: dict | None = None, env: DistEnv = Di
 
 
 def why_stop(trainer: Trainer, total: int, budget: float, signalled: bool) -> str | None:
-    """None while the run goes on; else "done", "signal" (Ctrl-C, SIGTERM) or "budget" (--max-minutes)."""
+    """None while the run goes on; else "done", "signal" (Ctrl-C, SIGTERM) or "budget" (--max-minutes,
+    --max-cpu-minutes)."""
     if trainer.step >= total:
         return "done"
     if signalled:
         return "signal"
-    if trainer.train_seconds >= budget:
+    cpu_budget = trainer.cfg.max_cpu_minutes * 60 if trainer.cfg.max_cpu_minutes > 0 else float("inf")
+    if trainer.train_seconds >= budget or trainer.cpu_seconds >= cpu_budget:
         return "budget"
     return None
 
@@ -249,7 +251,8 @@ def end_message(run: RunDir, trainer: Trainer, total: int, stop: str | None, bud
     if stop == "signal":
         return f"stopped at step {trainer.step}; checkpoint saved in {run.checkpoints} — rerun the same command to resume"
     if stop == "budget":
-        return f"time budget of {budget / 60:g} min reached after {where}; EMA generator exported to {run.export}"
+        return f"time budget reached after {where} ({trainer.train_seconds / 60:.1f} min, {trainer.cpu_seconds / 60:.1f} " \
+               f"CPU-min); EMA generator exported to {run.export}"
     return f"done: {where}; EMA generator exported to {run.export}"
 
 

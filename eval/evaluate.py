@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from animegan.checkpoint import load_generator
+from animegan.checkpoint import WEIGHTS_FILE, load_generator, weights_sha256
 from animegan.data import image_ids, load_images, open_image_source
 from animegan.features import EFFNET, resolve_name
 from animegan.models import Generator
@@ -40,7 +40,7 @@ from . import memorisation as mem
 from . import metrics as mt
 from .cache import PREPROCESS, cached_descriptors, cached_features, load_named
 from .report import plot_distances
-from .rulers import RULERS, Ruler
+from .rulers import Ruler, get_ruler
 from .rulers.effnet import FeatureRuler
 from .schema import Row, Report
 from .verdict import compare
@@ -78,6 +78,7 @@ class Candidate:
     generator: torch.nn.Module | None = None
     selection: dict | None = None
     group: str | None = None
+    weights_sha256: str | None = None
 
     def images(self, n: int, seed: int, size: int, notes: list) -> tuple[torch.Tensor, int]:
         """The row's n images (uint8) and how many of its files were unreadable."""
@@ -115,8 +116,9 @@ def candidates(ckpts, fakes, groups: dict | None, device) -> list[Candidate]:
 
     for src in ckpts:
         name = unique(Path(src.rstrip("/")).name)
+        sha = weights_sha256(src) if Path(src, WEIGHTS_FILE).is_file() else None  # a Hub id: none here
         out.append(Candidate(name, "generator", src, load_generator(src, device=device), _selection(src),
-                             group_of.get(name)))
+                             group_of.get(name), sha))
     for src in fakes:
         open_image_source(src)  # DataError now, not after the real features
         name = unique(Path(src.rstrip("/")).stem)
@@ -135,14 +137,13 @@ def ceiling_candidate(z_dim: int = 100) -> Candidate:
 def build_rulers(names, features: str, inception_weights, device, batch_size: int, kid_subsets: int) -> list[Ruler]:
     """The panel: the feature-space ruler first (its features also serve the nearest-neighbour metrics)."""
     names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
-    unknown = [n for n in names if n not in RULERS]
-    if unknown:
-        raise UsageError(f"unknown ruler {', '.join(unknown)}; choose from {', '.join(RULERS)}")
     space = resolve_name(features)
-    first = RULERS["effnet"](device=device, batch_size=batch_size, kid_subsets=kid_subsets) if space == EFFNET else \
-        FeatureRuler(space, inception_weights, device, batch_size, kid_subsets)
-    rest = [RULERS[n](device=device) for n in names if n != "effnet"]
-    return [first] + rest
+    try:
+        first = get_ruler("effnet", device=device, batch_size=batch_size, kid_subsets=kid_subsets) \
+            if space == EFFNET else FeatureRuler(space, inception_weights, device, batch_size, kid_subsets)
+        return [first] + [get_ruler(n, device=device, batch_size=batch_size) for n in names if n != "effnet"]
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
 
 
 # ---- the reference ------------------------------------------------------------------------------
@@ -343,6 +344,7 @@ def evaluate(real, ckpts=(), fakes=(), train=None, exclude=(), n: int = 10000, r
         metrics, extras = feature_metrics(descs[c.name][space.name], ref, seed)
         timings["nearest-neighbour metrics"] = timings.get("nearest-neighbour metrics", 0) + time.perf_counter() - t
         row = Row(c.name, c.kind, c.source, len(images), metrics, group=c.group, skipped=skipped,
+                  weights_sha256=c.weights_sha256,
                   ndb=dict(extras["ndb"]), near_duplicates=extras["diversity"]["near_duplicates"],
                   ct=extras.get("ct"), selection=_overlap(c, used_ids, len(used), notes))
         row.pictures = pictures_for(c.name, images, extras, ref, pics)
@@ -363,7 +365,7 @@ def evaluate(real, ckpts=(), fakes=(), train=None, exclude=(), n: int = 10000, r
     if sanity is not None:
         from .sanity import translate
         for row in rows:
-            row.translations = [vars(e) | {"metric": r.metrics[0].key} for r in panel if r.metrics[0].key in row.metrics
+            row.translations = [e.to_dict() for r in panel if row.metrics.get(r.metrics[0].key) is not None
                                 for e in translate(sanity, r.metrics[0].key, row.metrics[r.metrics[0].key], top=1)]
 
     models = [row for row in rows if row.kind in ("generator", "images")]

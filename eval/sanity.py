@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
-import inspect
 import json
 import math
-import pkgutil
 import re
 import sys
 import time
@@ -53,7 +50,7 @@ from eval.disturb import (
     random_init_samples,
     thumbnails,
 )
-from eval.rulers import RULERS, Ruler
+from eval.rulers import Ruler, get_ruler
 
 RESULT_VERSION = 1
 FLOOR_PHRASE = "indistinguishable from real faces at this n"
@@ -580,31 +577,12 @@ def write_result(result: SanityResult, out: str | Path) -> dict[str, Path]:
 
 # ---- rulers by name, and the CLI ----------------------------------------------------------------
 
-def known_rulers() -> list[str]:
-    """Registered rulers and the modules of eval.rulers that may register one."""
-    import eval.rulers as pkg
-
-    mods = {m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")}
-    return sorted(set(RULERS) | mods)
-
-
 def get_rulers(names: Sequence[str], device: str | None = None) -> list[Ruler]:
-    """Instantiate rulers by registry name, importing eval.rulers.NAME when it is not registered
-    yet; an unknown name raises UsageError listing the known ones."""
-    out = []
-    for name in names:
-        if name not in RULERS:
-            try:
-                importlib.import_module(f"eval.rulers.{name}")
-            except ModuleNotFoundError as e:
-                if e.name != f"eval.rulers.{name}":
-                    raise  # the ruler's module exists but one of its own imports is missing
-        if name not in RULERS:
-            raise UsageError(f"unknown ruler {name!r}; known: {', '.join(known_rulers()) or 'none'}")
-        cls = RULERS[name]
-        takes_device = device is not None and "device" in inspect.signature(cls).parameters
-        out.append(cls(device=device) if takes_device else cls())
-    return out
+    """Rulers by name (eval.rulers.get_ruler); an unknown name raises UsageError listing the known ones."""
+    try:
+        return [get_ruler(name, device=device) for name in names]
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:

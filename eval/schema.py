@@ -51,6 +51,7 @@ class Row:
     near_duplicates: dict = field(default_factory=dict)
     ct: dict | None = None
     selection: dict | None = None   # which real images chose this generator, and how many are used here
+    weights_sha256: str | None = None   # a generator folder's model.safetensors: which weights these numbers describe
     pictures: dict = field(default_factory=dict)   # file → caption
     translations: list = field(default_factory=list)   # [{metric, disturbance, strength, phrase}]
 

@@ -24,6 +24,7 @@ from animegan.checkpoint import load_generator, weights_sha256
 from animegan.files import write_json
 from animegan.monitor import read_metrics
 from animegan.sampling import z_from_seed
+from eval.schema import Report
 
 
 def _smooth(ys: list[float], w: int) -> list[float]:
@@ -125,28 +126,36 @@ def figures(args) -> None:
 
 
 def publish_metrics(args) -> None:
-    """Each generator row of an eval report → checkpoints/NAME/metrics.json, stamped with the sha256 of
-    the weights it describes; a row whose evaluated weights differ from the folder's is not published."""
-    report = json.loads(Path(args.report).read_text())
-    p, base = report["protocol"], report.get("baseline") or {}
-    real = report.get("real", {})
+    """Each generator row of an eval report → TO/NAME/metrics.json, stamped with the sha256 of the weights
+    it describes (a row whose evaluated weights differ from the folder's is not published), and the report
+    itself as TO/report.json, which the demo's About tab reads for the panel and the verdict."""
+    report = Report.load(args.report)
+    p, real = report.protocol, report.real
     source = f"`{real.get('source', '?')}`" + (f" minus the images of {', '.join(real['exclude'])}"
                                                if real.get("exclude") else "")
-    for row in report["models"]:
-        target = Path(args.to) / row["name"]
-        if row["kind"] != "generator" or not (target / "config.json").exists():
+    published = 0
+    for row in report.models:
+        target = Path(args.to) / row.name
+        if row.kind != "generator" or not (target / "config.json").exists():
             continue
         sha = weights_sha256(target)
-        if Path(row["source"]).is_dir() and weights_sha256(row["source"]) != sha:
-            print(f"skipped {target}: the report evaluated other weights ({row['source']})")
+        if row.weights_sha256 and row.weights_sha256 != sha:
+            print(f"skipped {target}: the report evaluated other weights ({row.source})")
             continue
         write_json(target / "metrics.json", {
-            "name": row["name"], "n": row["n"], "features": p["features"], "weights_sha256": sha,
-            "metrics": row["metrics"], "real_vs_real": base.get("metrics", {}),
+            "name": row.name, "n": row.n, "features": p["features"], "weights_sha256": sha,
+            "metrics": row.metrics, "real_vs_real": report.baseline.metrics,
+            "random_init": report.ceiling.metrics if report.ceiling else {},
+            "rulers": report.rulers, "translations": row.translations,
+            "verdict": report.verdict.summary if report.verdict else None,
             "protocol": f"{p['n']} samples (seed {p['seed']}) vs {p['n']} held-out real images of {source} "
-                        f"({p['real_split']}); {p['preprocess']}; FID ± {p.get('fid_spread')}; C_T with "
-                        f"{p.get('ct_cells')} cells; see docs/evaluation.md"})
+                        f"({p['real_split']}); {p['preprocess']}; rulers {', '.join(p['rulers'])}; ± {p['spread']}; "
+                        f"C_T with {p.get('ct_cells')} cells; see docs/evaluation.md"})
+        published += 1
         print(f"wrote {target / 'metrics.json'}")
+    if published:
+        report.save(Path(args.to) / "report.json")
+        print(f"wrote {Path(args.to) / 'report.json'}")
 
 
 CARD = """---
@@ -214,15 +223,24 @@ def _duration(seconds: float) -> str:
 
 
 def _evaluation(d: Path) -> str:
-    """The card's evaluation section, from metrics.json."""
-    from eval.report import format_table, readings
+    """The card's evaluation section, from metrics.json: the panel beside its floor and ceiling."""
+    from eval.report import FEATURE_METRICS, readings, table
+    from eval.schema import Metric, Row
+
     m = json.loads((d / "metrics.json").read_text())
-    protocol = (f"Features `{m['features']}`; {m['protocol']}. The last row is a second real split of "
-                f"equal size: the floor each number can reach at this n.")
-    table = format_table({"models": [m], "baseline": {"name": "real-vs-real", "n": m["n"],
-                                                      "metrics": m["real_vs_real"]}}, markdown=True)
-    return EVALUATION.format(protocol=protocol, table=table,
-                             readings=" ".join(readings(m["metrics"], m["real_vs_real"], m["n"])))
+    protocol = (f"Features `{m['features']}`; {m['protocol']}. `random-init` is a randomly initialised generator "
+                f"(the ceiling), `real-vs-real` a second real split of equal size (the floor each number can reach "
+                f"at this n).")
+    rows = [Row(m["name"], "generator", str(d), m["n"], m["metrics"]),
+            Row("random-init", "ceiling", "", m["n"], m.get("random_init", {})),
+            Row("real-vs-real", "real split", "", m["n"], m["real_vs_real"])]
+    panel = [Metric(**x) for r in m.get("rulers", {}).values() for x in r["metrics"]]
+    words = readings(m["metrics"], m["real_vs_real"], m["n"])
+    words += [f"{t['metric']}: {t['phrase']}." for t in m.get("translations", [])]
+    if m.get("verdict"):
+        words.append(f"Against the other model: {m['verdict']}")
+    return EVALUATION.format(protocol=protocol, table=table(rows, panel, markdown=True) + "\n\n"
+                             + table(rows, list(FEATURE_METRICS), markdown=True), readings=" ".join(words))
 
 
 def model_card(args) -> None:

@@ -177,7 +177,7 @@ def steps_per_image(model: str, batch_size: int) -> float:
 
 def budget_steps(rel: Release, model: str, args) -> int:
     """Generator steps of a run: those that show the discriminator --epochs epochs (as --epochs does in
-    animegan.train, fractions allowed), or practically unbounded under a --minutes budget."""
+    animegan.train, fractions allowed), or practically unbounded under a time budget."""
     if not args.epochs:
         return 10 ** 9
     batches_per_epoch = rel.status["phases"]["split"]["images"]["train"] // args.batch_size
@@ -191,8 +191,9 @@ def run_state(rel: Release, run: Run) -> dict:
     found = load_latest_state(d) if list_checkpoints(d) else None
     state = found[0] if found else {}
     step, total = int(state.get("step", 0)), cfg.get("total_steps")
-    minutes = cfg.get("max_minutes") or 0
-    spent = bool(total and step >= total) or bool(minutes and state.get("train_seconds", 0) >= minutes * 60)
+    minutes, cpu_minutes = cfg.get("max_minutes") or 0, cfg.get("max_cpu_minutes") or 0
+    spent = bool(total and step >= total) or bool(minutes and state.get("train_seconds", 0) >= minutes * 60) \
+        or bool(cpu_minutes and state.get("cpu_seconds", 0) >= cpu_minutes * 60)
     snaps = sorted(p.name for p in (d / "snapshots").glob("step_*")) if (d / "snapshots").is_dir() else []
     return {"step": step, "total_steps": total, "images_seen": int(state.get("batches", 0)) * cfg.get("batch_size", 64),
             "train_seconds": round(float(state.get("train_seconds", 0.0)), 1),
@@ -222,6 +223,8 @@ def phase_runs(rel: Release, args) -> bool:
             cmd += ["--steps", str(budget_steps(rel, r.model, args))]
             if args.minutes:
                 cmd += ["--max-minutes", str(args.minutes)]
+            if args.cpu_minutes:
+                cmd += ["--max-cpu-minutes", str(args.cpu_minutes)]
             rel.run_dir(r).parent.mkdir(parents=True, exist_ok=True)
             logf = open(rel.out / "runs" / f"{r.name}.log", "a")
             running[r.name] = (r, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=ROOT), logf)
@@ -376,6 +379,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     budget = ap.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=float, default=None, help="budget per run in epochs (default 3)")
     budget.add_argument("--minutes", type=float, default=None, help="budget per run in minutes of training time")
+    budget.add_argument("--cpu-minutes", type=float, default=None,
+                        help="budget per run in CPU minutes of its training process (runs sharing a CPU get equal "
+                             "compute however busy the machine is)")
     ap.add_argument("--snapshot-every", type=int, default=10_000,
                     help="export a snapshot every N real images shown to the discriminator (default 10000)")
     ap.add_argument("--snapshot-only", action="store_true", help="stop after the runs (same as --until runs)")
@@ -409,9 +415,9 @@ def parse_args(argv=None) -> argparse.Namespace:
             ap.error(f"unknown model {m!r}; choose from {', '.join(PRESETS)}")
     if not args.models or not args.seeds:
         ap.error("--models and --seeds must each name at least one")
-    if args.epochs is None and args.minutes is None:
+    if args.epochs is None and args.minutes is None and args.cpu_minutes is None:
         args.epochs = 3.0
-    for flag in ("epochs", "minutes"):
+    for flag in ("epochs", "minutes", "cpu_minutes"):
         v = getattr(args, flag)
         if v is not None and v <= 0:
             ap.error(f"--{flag} must be > 0, got {v}")
@@ -442,10 +448,12 @@ def main(argv=None) -> int:
     rel = Release(out, time.time() + args.deadline * 60 if args.deadline else math.inf, status)
     rel.status.get("phases", {}).pop("release", None)  # the last invocation's error or stop
     rel.status.update(command=" ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-                      models=args.models, seeds=args.seeds, budget={"epochs": args.epochs, "minutes": args.minutes},
+                      models=args.models, seeds=args.seeds,
+                      budget={"epochs": args.epochs, "minutes": args.minutes, "cpu_minutes": args.cpu_minutes},
                       device=device_type(args.device))
     rel.log(f"release {out}: {len(args.models)} models × {len(args.seeds)} seeds, "
-            + (f"{args.epochs:g} epochs" if args.epochs else f"{args.minutes:g} min") + f" each, {args.parallel} at a "
+            + (f"{args.epochs:g} epochs" if args.epochs else f"{args.minutes:g} min" if args.minutes else
+               f"{args.cpu_minutes:g} CPU-min") + f" each, {args.parallel} at a "
             f"time, {args.threads} thread(s) each" + (f", deadline in {args.deadline:g} min" if args.deadline else ""))
     steps = {"split": phase_split, "smoke": phase_smoke, "runs": phase_runs, "select": phase_select,
              "export": phase_export, "score": phase_score, "cards": phase_cards}

@@ -10,7 +10,7 @@ from animegan.models import Generator
 from eval import cli
 from eval.testing import write_images
 
-FAST = ["--n", "20", "--kid-subsets", "5", "--ndb-k", "4", "--fid-spread", "3", "--ct-cells", "1"]
+FAST = ["--n", "20", "--kid-subsets", "5", "--ndb-k", "4", "--fid-spread", "3", "--ct-cells", "1", "--rulers", "effnet"]
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +37,13 @@ def test_end_to_end_report_and_warm_cache(sets, tmp_path, capsys):
     rep = json.loads((tmp_path / "a" / "report.json").read_text())
     assert [m["name"] for m in rep["models"]] == ["gen", "fake"]
     assert rep["baseline"]["name"] == "real-vs-real" and rep["baseline"]["n"] == 20
+    assert rep["ceiling"]["name"] == "random-init" and rep["ceiling"]["kind"] == "ceiling"
+    assert rep["schema"] == 2 and rep["protocol"]["rulers"] == ["effnet"]
     assert rep["protocol"]["features"] == "effnet-lite0" and rep["protocol"]["n"] == 20
-    assert rep["real"]["features_from_cache"] is False and rep["real"]["train_n"] == 30
-    for row in rep["models"] + [rep["baseline"]]:
+    assert rep["real"]["from_cache"] == {"effnet": False} and rep["real"]["train_n"] == 30
+    for row in rep["models"] + [rep["baseline"], rep["ceiling"]]:
         m = row["metrics"]
-        assert {"fid", "fid_std", "kid", "kid_std", "precision", "recall", "density", "coverage", "collapse",
+        assert {"fid", "fid_std", "kid", "precision", "recall", "density", "coverage", "collapse",
                 "near_dup_rate", "ndb_over_k", "js", "vendi", "ct", "memorisation"} <= set(m)
         assert m["fid"] >= -1e-3 and 0 <= m["coverage"] <= 1 and m["memorisation"] > 0 and m["fid_std"] > 0
         assert 1 <= m["vendi"] <= row["n"]
@@ -51,7 +53,8 @@ def test_end_to_end_report_and_warm_cache(sets, tmp_path, capsys):
     assert gen["ct"] > 3 and abs(base["ct"]) < 3  # far from the training set: underfitting, not "fine"
     md = (tmp_path / "a" / "report.md").read_text()
     assert "real-vs-real" in md and "effnet-lite0" in md
-    assert "underfitting, not copying" in md and "distinct faces per 20" in md and "FID intervals" in md
+    assert "underfitting" in md and "no evidence of copying" in md and "distinct faces per 20" in md
+    assert "## The panel" in md and "## Where the time went" in md
     for name in ["samples_gen.png", "closest_pairs_gen.png", "memorisation_gen.png", "nn_distances_gen.png",
                  "samples_real-vs-real.png"]:
         assert (tmp_path / "a" / name).stat().st_size > 0 and f"]({name})" in md
@@ -68,7 +71,7 @@ def test_end_to_end_report_and_warm_cache(sets, tmp_path, capsys):
     rc, _, err = run(args + ["--out", tmp_path / "b"], capsys)
     assert rc == 0, err
     rep2 = json.loads((tmp_path / "b" / "report.json").read_text())
-    assert rep2["real"]["features_from_cache"] is True
+    assert rep2["real"]["from_cache"] == {"effnet": True}
     assert rep2["baseline"]["metrics"]["fid"] == pytest.approx(base["fid"], rel=1e-6)
     assert rep2["models"][0]["metrics"]["fid"] == pytest.approx(gen["fid"], rel=1e-4)
 

@@ -15,6 +15,10 @@ floor and a random-init ceiling beside every number, a paired interval for every
 """
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
+
 import numpy as np
 import torch
 
@@ -82,3 +86,26 @@ def register(cls: type[Ruler]) -> type[Ruler]:
     """Class decorator: make a ruler reachable by name (`--rulers NAME`)."""
     RULERS[cls.name] = cls
     return cls
+
+
+def known_rulers() -> list[str]:
+    """Registered rulers and the modules of this package that register one when imported."""
+    mods = {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+    return sorted(set(RULERS) | mods)
+
+
+def get_ruler(name: str, **settings) -> Ruler:
+    """A ruler by name (importing eval.rulers.NAME when it is not registered yet), built with the
+    settings its constructor takes (device, batch_size, …; others are ignored). KeyError names the
+    known rulers."""
+    if name not in RULERS:
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise  # the ruler's module exists but one of its own imports is missing
+    if name not in RULERS:
+        raise KeyError(f"unknown ruler {name!r}; known: {', '.join(known_rulers())}")
+    cls = RULERS[name]
+    takes = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in settings.items() if k in takes and v is not None})
