@@ -30,6 +30,7 @@ from PIL import Image
 
 from animegan.checkpoint import export_generator, weights_sha256
 from animegan.models import Generator
+from eval.rulers.effnet import FID, KID
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -47,7 +48,10 @@ def model_dirs(tmp_path_factory):
     (root / "gan" / "metrics.json").write_text(json.dumps(
         {"name": "gan", "n": 100, "features": "effnet-lite0",
          "metrics": {"fid": 41.5, "fid_std": 0.25, "kid": 0.03, "ndb": 7},
-         "real_vs_real": {"fid": 3.25, "kid": 2e-07}, "protocol": "tiny",
+         "real_vs_real": {"fid": 3.25, "kid": 2e-07}, "random_init": {"fid": 250.0}, "protocol": "tiny",
+         "rulers": {"effnet": {"sees": "ImageNet features", "metrics": [FID._asdict(), KID._asdict()]}},
+         "translations": [{"metric": "fid", "phrase": "as far from real faces as real faces blurred with σ = 1.3 px"}],
+         "verdict": "gan is ahead on 1 of 1 rulers.",
          "weights_sha256": weights_sha256(root / "gan")}))
     (root / "wgan-gp" / "metrics.json").write_text(json.dumps(  # scores of weights that are gone
         {"name": "wgan-gp", "n": 100, "metrics": {"fid": 12.0}, "weights_sha256": "0" * 64}))
@@ -253,7 +257,7 @@ def test_grid_of_the_next_seeds(demo_fns):
 
 def test_metrics_tab_is_one_row_per_known_metric_and_ignores_other_weights(model_dirs):
     from demo.metrics import OTHER_WEIGHTS, metrics_markdown, read_metrics
-    from eval.report import METRICS
+    from eval.report import FEATURE_METRICS
     gan, gan_note = read_metrics(str(model_dirs[0]))
     assert gan["metrics"]["fid"] == 41.5 and gan_note is None
     assert read_metrics(str(model_dirs[1])) == ({}, OTHER_WEIGHTS)  # its weights_sha256 is not these weights'
@@ -261,10 +265,12 @@ def test_metrics_tab_is_one_row_per_known_metric_and_ignores_other_weights(model
     slots = [load_slot(k, t, str(d), True, "cpu") for k, t, d in zip(("gan", "wgan-gp"), ("GAN", "WGAN-GP"), model_dirs)]
     table = metrics_markdown(slots)
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| metric")]
-    names = {m.key: m for m in METRICS}
-    assert [r.split(" | ")[0][2:] for r in rows] == [names["fid"].name, names["kid"].name]  # not "ndb": no row for it
-    assert rows[1].split(" | ")[2:5] == ["30.00", "–", "0.0002"]  # KID ×10³, as titled; the floor keeps its digits
-    assert rows[0].endswith(f"| {names['fid'].meaning} |")
+    assert [r.split(" | ")[0][2:] for r in rows] == [FID.name, KID.name]  # not "ndb": no row for it
+    assert rows[1].split(" | ")[2:6] == ["30.00", "–", "0.0002", "–"]  # KID ×10³, as titled; the floor keeps its digits
+    assert rows[0].split(" | ")[2:6] == ["41.50 ± 0.25", "–", "3.25", "250.00"]  # ± paired std; the ceiling
+    assert rows[0].endswith(f"| {FID.meaning} |") and not {m.key for m in FEATURE_METRICS} & {"fid", "kid"}
+    assert "gan is ahead on 1 of 1 rulers." not in table  # only one checkpoint's metrics.json counts: no shared verdict
+    assert "blurred with σ = 1.3 px" in table
     assert f"WGAN-GP**: {OTHER_WEIGHTS}" in table and "n = 100" in table
 
 
