@@ -242,7 +242,7 @@ def phase_runs(rel: Release, args) -> bool:
             del running[name]
             st = run_state(rel, r)
             rel.status["runs"][name] = st
-            if p.returncode != 0:
+            if p.returncode != 0 and not (stopping and p.returncode == -signal.SIGTERM):  # killed while loading
                 rel.log(f"run {name}: failed with exit code {p.returncode} (see {rel.out / 'runs' / (name + '.log')})")
                 raise ReleaseError(f"training run {name} failed; its log is {rel.out / 'runs' / (name + '.log')}")
             rel.log(f"run {name}: {'done' if st['done'] else 'stopped'} at step {st['step']}, "
@@ -274,7 +274,7 @@ def phase_select(rel: Release, args) -> None:
         snaps = snapshots_of(rel, r)
         if not snaps:
             continue
-        score_snapshots(snaps, rel.data / "select.tar", rows_file, rulers=args.curve_rulers, n=args.curve_n,
+        score_snapshots(snaps, rel.data / "select.tar", rows_file, rulers=args.curve_rulers.split(","), n=args.curve_n,
                         labels={"run": r.name, "model": r.model, "seed": r.seed}, deadline=rel.deadline,
                         log=rel.log)
     rows = read_metrics(rows_file)
@@ -311,7 +311,7 @@ def phase_export(rel: Release, args) -> None:
             dst = rel.out / "export" / model
             shutil.rmtree(dst, ignore_errors=True)
             shutil.copytree(rel.out / "export" / top, dst)
-            exported[model] = f"{dst} (= {top})"
+            exported[model] = top
     random_init = rel.out / "export" / "random-init"
     if not random_init.exists():
         with torch.random.fork_rng(devices=[]):
@@ -332,7 +332,7 @@ def phase_score(rel: Release, args) -> None:
     ckpts.append(str(rel.out / "export" / "random-init"))
     groups = {m: [r.name for r in runs if r.model == m and (rel.out / "export" / r.name).is_dir()] for m in args.models}
     report, pictures = evaluate(str(rel.data / "test.tar"), ckpts=ckpts, train=str(rel.data / "train.tar"),
-                                n=args.n, rulers=args.rulers, groups=groups, device=args.device)
+                                n=args.n, rulers=args.rulers.split(","), groups=groups, device=device_type(args.device))
     out = write_report(rel.out / "report", report, pictures)
     rel.log(f"score: wrote {out}/report.json and report.md")
     rel.mark("score", done=True, report=str(out / "report.json"))
@@ -346,9 +346,11 @@ def phase_cards(rel: Release, args) -> None:
     plot_curves(read_metrics(rel.out / "curves.jsonl"), rel.out / "figures" / "curves.png")
     report = rel.out / "report" / "report.json"
     cards.publish_metrics(argparse.Namespace(report=str(report), to=str(rel.out / "export")))
+    exported = rel.status["phases"]["export"]["exported"]
     for model in args.models:
-        d = rel.out / "export" / model
-        if (d / "metrics.json").is_file():
+        d, best = rel.out / "export" / model, rel.out / "export" / exported.get(model, model)
+        if (best / "metrics.json").is_file():
+            shutil.copy2(best / "metrics.json", d / "metrics.json")  # the same weights: the same numbers
             best = json.loads((d / "training_info.json").read_text())
             run = rel.out / "runs" / f"{model}-s{best['config']['seed']}"
             cards.model_card(argparse.Namespace(dir=str(d), run=str(run), machine=args.machine))
