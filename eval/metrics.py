@@ -225,10 +225,12 @@ def fd_spread(real, fake, rounds: int = 20, seed: int = 0) -> dict:
 
 
 def vendi_bandwidth(real) -> float:
-    """The Vendi kernel's length scale: the median distance between two reference rows."""
+    """The Vendi kernel's length scale: half the median distance between two reference rows (any n). At the
+    full median, two typical faces still count as 0.6 alike and 1,000 real faces read as ~18 distinct
+    (effnet-lite0); at half, they read as ~390, and a generator's faces as fewer."""
     x = _t(real)
     x = x[_rng_subset(len(x), 2000, 0)]
-    return float(torch.pdist(x).median())
+    return float(torch.pdist(x).median()) / 2
 
 
 def vendi_score(feats, bandwidth: float) -> float:
