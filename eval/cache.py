@@ -144,6 +144,19 @@ def cached_features(path, extractor: str = EFFNET, n: int | None = None, size: i
                           got.from_cache[ruler.name], got.keys[ruler.name])
 
 
+def cached_tensor(key: dict, compute, cache_dir=None, use_cache: bool = True) -> tuple[torch.Tensor, bool]:
+    """compute() → a tensor, kept in the cache folder under a hash of `key` (a JSON-able dict saying
+    everything that fixes the tensor); (tensor, whether it came from the cache)."""
+    digest = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **key}, sort_keys=True, default=str).encode())
+    file = Path(cache_dir or default_cache_dir()) / f"{digest.hexdigest()[:32]}.safetensors"
+    if use_cache and (got := _read(file)) is not None:
+        return got[0], True
+    out = compute()
+    if use_cache:
+        _write(file, out, {"key": json.dumps(key, sort_keys=True, default=str)[:4000]})
+    return out, False
+
+
 @functools.lru_cache(maxsize=4)
 def _open_cached(path: str):
     # Opening a 30k-member tar scans all headers (~1 s); report pictures ask many times.

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from animegan.files import atomic_write, write_json
+from eval.cache import cached_tensor
 from eval.disturb import (
     DISTURBANCES,
     MODE_CLUSTERS,
@@ -108,12 +109,12 @@ def digest(*arrays) -> str:
 
 
 class DiskCache:
-    """A `describe_cached` that keeps descriptors in `folder`, keyed by sha256 of the ruler's
-    identity() and the tag; written atomically. Rulers with cache_real = False, or without an
-    identity, are described afresh every time."""
+    """A `describe_cached` that keeps descriptors in the evaluation's cache (`eval.cache.cached_tensor`),
+    keyed by the ruler's identity() and the tag. Rulers with cache_real = False, or without an identity,
+    are described afresh every time."""
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path | None = None):
+        self.folder = folder
         self.hits = self.misses = 0
 
     def __call__(self, ruler: Ruler, images: torch.Tensor, tag: Tag) -> torch.Tensor:
@@ -123,19 +124,9 @@ class DiskCache:
             ident = None
         if ident is None:
             return describe_plain(ruler, images, tag)
-        key = hashlib.sha256(json.dumps({"ruler": ident, "tag": tag.key}, sort_keys=True, default=str)
-                             .encode()).hexdigest()
-        path = self.folder / f"{ruler.name or type(ruler).__name__}-{key[:24]}.pt"
-        if path.exists():
-            try:
-                out = torch.load(path, weights_only=True)
-                self.hits += 1
-                return out
-            except Exception:  # a damaged entry is recomputed and overwritten, never trusted
-                pass
-        self.misses += 1
-        out = describe_plain(ruler, images, tag)
-        atomic_write(path, lambda tmp: torch.save(out, tmp))
+        out, hit = cached_tensor({"ruler": ident, "tag": tag.key}, lambda: describe_plain(ruler, images, tag),
+                                 self.folder)
+        self.hits, self.misses = self.hits + hit, self.misses + (not hit)
         return out
 
 
@@ -596,8 +587,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", default="reports/sanity", help="output folder (default reports/sanity)")
     ap.add_argument("--seed", type=int, default=0, help="split, disturbance and ruler seed (default 0)")
     ap.add_argument("--size", type=int, default=64, help="image side (default 64)")
-    ap.add_argument("--cache-dir", default=None,
-                    help="descriptor cache (default: a sanity/ folder beside the feature cache)")
+    ap.add_argument("--cache-dir", default=None, help="descriptor cache (default: the evaluation's feature cache)")
     ap.add_argument("--no-cache", action="store_true", help="neither read nor write descriptors")
     ap.add_argument("--device", default=None, help="passed to rulers that take a device")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -622,8 +612,7 @@ def main(argv=None) -> int:
         if args.no_cache:
             cache = None
         else:
-            from eval.cache import default_cache_dir
-            cache = DiskCache(args.cache_dir or default_cache_dir().parent / "sanity")
+            cache = DiskCache(args.cache_dir)
         result = run_suite(rulers, ref, test, disturbances=dists, seed=args.seed, describe_cached=cache,
                            progress=True)
     except (UsageError, DataError) as e:

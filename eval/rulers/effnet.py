@@ -42,7 +42,7 @@ class FeatureRuler(Ruler):
         self.name = self.name or self.extractor_name  # "effnet" for the panel's ruler, else the space's name
 
     def identity(self) -> dict:
-        return {"ruler": self.name, **identity(self.extractor_name, self.weights_path, self.device)}
+        return identity(self.extractor_name, self.weights_path, self.device)  # the features, whatever the ruler's name
 
     def describe(self, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
         ext = get_extractor(self.extractor_name, self.weights_path, self.device)
