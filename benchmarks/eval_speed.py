@@ -1,4 +1,5 @@
-"""How fast is evaluation on this machine? effnet-lite0 images/s, and a full eval.fid run cold vs warm.
+"""How fast is evaluation on this machine? effnet-lite0 images/s, and a full eval.fid run (the whole panel
+of rulers) cold vs warm, with where the time goes.
 
     python benchmarks/eval_speed.py --n 1000              # two random-init generators, real = data/test.tar
     python benchmarks/eval_speed.py --real data/test.tar --train data/train.tar --n 1000 --threads 1 \
@@ -8,7 +9,9 @@
    through effnet-lite0 at a few batch sizes, after one warm-up batch.
 2. `python -m eval.fid` as a user runs it (a subprocess, imports included) with two
    generators (`--ckpt`, default: two randomly initialised exports) against `--real`,
-   first with an empty feature cache (cold), then again (warm: real features from disk).
+   first with an empty feature cache (cold), then again (warm: real features from disk); the warm
+   run's report.json says where its time went (real descriptors, each ruler's describe and score,
+   the nearest-neighbour metrics, C_T's training features).
 Numbers go to stdout and, as JSON, to --json.
 """
 from __future__ import annotations
@@ -48,8 +51,10 @@ def feature_speed(real: str, n_images: int, batch_sizes: list[int]) -> dict:
 
 
 def full_run(ckpts: list[str], real: str, n: int, cache: str, out: str, threads: int | None,
-             train: str | None = None) -> float:
+             train: str | None = None, rulers: str | None = None) -> float:
     cmd = [sys.executable, "-m", "eval.fid", "--real", real, "--n", str(n), "--cache-dir", cache, "--out", out]
+    if rulers:
+        cmd += ["--rulers", rulers]
     if train:
         cmd += ["--train", train]
     for c in ckpts:
@@ -74,6 +79,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=512, help="images for the extraction speed test")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--skip-full", action="store_true", help="only measure feature extraction")
+    ap.add_argument("--rulers", default=None, help="the panel (default: eval.fid's)")
     ap.add_argument("--json", default=None, help="also write the numbers here")
     args = ap.parse_args()
     if args.threads:
@@ -88,10 +94,13 @@ def main() -> None:
                 ckpts.append(str(export_generator(Generator(), Path(tmp) / f"random-{i}")))
             cache = str(Path(tmp) / "cache")
             result["cold_s"] = full_run(ckpts, args.real, args.n, cache, str(Path(tmp) / "cold"), args.threads,
-                                        args.train)
+                                        args.train, args.rulers)
             print(f"eval.fid, {len(ckpts)} models × n={args.n}, cold cache: {result['cold_s']:.1f} s", flush=True)
             result["warm_s"] = full_run(ckpts, args.real, args.n, cache, str(Path(tmp) / "warm"), args.threads,
-                                        args.train)
+                                        args.train, args.rulers)
+            result["warm_timings"] = json.loads((Path(tmp) / "warm" / "report.json").read_text())["timings"]
+            for step, sec in result["warm_timings"].items():
+                print(f"  warm: {step:32s} {sec:6.1f} s", flush=True)
             print(f"eval.fid, {len(ckpts)} models × n={args.n}, warm cache: {result['warm_s']:.1f} s "
                   f"(speed-up {result['cold_s'] / result['warm_s']:.2f}×)", flush=True)
     if args.json:
