@@ -53,6 +53,13 @@ def make_fast_step(trainer) -> tuple[str, "GraphStep | None"]:
     return f"eager ({why})" if why else "eager", None
 
 
+def host_staged(src: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`src` ready for a non-blocking copy to `device`: a host tensor bound for a GPU is pinned (a
+    copy from page-locked memory does not block the host); any other tensor as it is. Decided by
+    where the tensor is, never by comparing devices: pinning a tensor that is not on the host raises."""
+    return src.pin_memory() if src.is_cpu and device.type == "cuda" else src
+
+
 def make_capturable(opt: torch.optim.Optimizer) -> None:
     """Switch an optimiser to capturable=True: its step counts move to the parameters' device, so a
     graph replay reads and increments them there instead of baking in a host value."""
@@ -106,7 +113,7 @@ class GraphStep:
         if self.static is None:
             self._setup(x)
         for dst, src in zip(self.static.tensors(), x.tensors()):
-            dst.copy_(src if src.device == dst.device else src.pin_memory(), non_blocking=True)
+            dst.copy_(host_staged(src, dst.device), non_blocking=True)
         if not self.capture:
             return self._unpack(self._run())
         if self.graph is None and self.warm < self.WARMUP:
