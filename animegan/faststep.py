@@ -10,9 +10,15 @@ CUDA graph, or run through torch.compile. The eager `Trainer.update` stays the r
     --step-impl auto     what was measured fastest for the device and model (AUTO), else eager
 
 A combination that cannot work (a graph on a CPU, several processes, fp16's GradScaler) falls back
-to eager, and `Trainer.step_impl` says what runs and why.
+to eager, and `Trainer.step_impl` says what runs and why. So does a graph whose warm-up or capture
+fails at run time: the run goes on eagerly from that step (`GraphStep._fall_back`), and
+`Trainer.step_impl` / `Trainer.step_impl_fallback` record the reason for the run's config.json.
 """
 from __future__ import annotations
+
+import contextlib
+import copy
+import sys
 
 import torch
 
@@ -109,30 +115,81 @@ class GraphStep:
         self.side = None
 
     def __call__(self, x) -> dict:
-        t = self.t
+        if self.capture and self.graph is None:
+            return self._until_captured(x)
         if self.static is None:
             self._setup(x)
+        self._fill(x)
+        if self.graph is None:  # capture=False: the static-buffer path, eagerly
+            return self._unpack(self._run())
+        self.graph.replay()
+        return self._unpack(self.out.clone())  # the graph overwrites self.out at the next replay
+
+    def _fill(self, x) -> None:
         for dst, src in zip(self.static.tensors(), x.tensors()):
             dst.copy_(host_staged(src, dst.device), non_blocking=True)
-        if not self.capture:
-            return self._unpack(self._run())
-        if self.graph is None and self.warm < self.WARMUP:
-            self.warm += 1
-            self.side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self.side):
-                out = self._run()
-            torch.cuda.current_stream().wait_stream(self.side)
-            out.record_stream(torch.cuda.current_stream())
-            return self._unpack(out.clone())
-        if self.graph is None:
+
+    def _until_captured(self, x) -> dict:
+        """The warm-up steps, then the capture and its first replay. Whatever fails on the way (no
+        CUDA stream, an op that capture refuses, an allocation) must not end the run: the state
+        saved before this step is put back and the step is computed eagerly, once."""
+        t, saved = self.t, self._snapshot()
+        try:
+            if self.static is None:
+                self._setup(x)
+            self._fill(x)
+            if self.warm < self.WARMUP:
+                self.warm += 1
+                self.side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(self.side):
+                    out = self._run()
+                torch.cuda.current_stream().wait_stream(self.side)
+                out.record_stream(torch.cuda.current_stream())
+                return self._unpack(out.clone())
             self.graph = torch.cuda.CUDAGraph()
             # Gradients set to None before capture are allocated from the graph's own memory pool.
             t.opt_d.zero_grad(set_to_none=True)
             t.opt_g.zero_grad(set_to_none=True)
             with torch.cuda.graph(self.graph):
-                self.out = self._run()
-        self.graph.replay()
-        return self._unpack(self.out.clone())  # the graph overwrites self.out at the next replay
+                self.out = self._run()  # recorded, not run: the replay below computes this step
+            self.graph.replay()
+            return self._unpack(self.out.clone())
+        except Exception as e:  # noqa: BLE001 — any failure here means "no graph": fall back, say why
+            return self._fall_back(e, saved, x)
+
+    def _snapshot(self) -> dict:
+        """Copies of what a step changes: weights, BatchNorm buffers, optimiser and scaler state (the
+        optimisers as an eager step keeps them: capturable off, step counts on the host)."""
+        t = self.t
+
+        def clone(sd):
+            return {k: v.detach().clone() for k, v in sd.items()}
+        return {"G": clone(t.G.state_dict()), "D": clone(t.D.state_dict()),
+                "opt_g": copy.deepcopy(portable_optimizer_state(t.opt_g)),
+                "opt_d": copy.deepcopy(portable_optimizer_state(t.opt_d)),
+                "scaler": copy.deepcopy(t.scaler.state_dict())}
+
+    def _fall_back(self, error: Exception, saved: dict, x) -> dict:
+        """Put the trainer back as the eager step expects it, record why, and compute this step eagerly."""
+        t = self.t
+        reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+        if t.device.type == "cuda":
+            with contextlib.suppress(Exception):  # let queued side-stream work finish before restoring
+                torch.cuda.synchronize(t.device)
+        t.G.load_state_dict(saved["G"])
+        t.D.load_state_dict(saved["D"])
+        t.opt_g.load_state_dict(saved["opt_g"])  # capturable off, step counts back on the host
+        t.opt_d.load_state_dict(saved["opt_d"])
+        if saved["scaler"]:
+            t.scaler.load_state_dict(saved["scaler"])
+        t.opt_d.zero_grad(set_to_none=True)  # no gradient tensors from a half-captured graph's pool
+        t.opt_g.zero_grad(set_to_none=True)
+        t.autocast_cache = True
+        self.static = self.graph = self.out = self.side = None
+        t.fast_step = None
+        t.step_impl, t.step_impl_fallback = f"eager (graph capture failed: {reason})", reason
+        print(f"warning: graph capture failed ({reason}); the run continues with the eager step", file=sys.stderr)
+        return t.update(x)
 
     def _setup(self, x) -> None:
         t = self.t

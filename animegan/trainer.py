@@ -183,6 +183,9 @@ class Trainer:
         # The modules the G step calls D through (the bare D; compiled when the step is).
         self.d_frozen = self.D
         self.autocast_cache = True  # a CUDA graph must not capture autocast's weight cache
+        # What runs the step, for the run's config.json. A graph step whose capture fails falls back
+        # to eager in the same process: it rewrites step_impl and puts its reason in step_impl_fallback.
+        self.step_impl_fallback = ""
         self.step_impl, self.fast_step = make_fast_step(self)
 
     @property

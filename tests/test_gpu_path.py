@@ -85,3 +85,64 @@ def test_graph_step_pins_only_host_to_cuda_copies(tiny_images, monkeypatch):
     monkeypatch.setattr(torch.Tensor, "copy_", lambda self, src, non_blocking=False: self)
     g(x)  # host inputs, meta buffers: no pinning
     assert not [c for c in pins if c[0] == "pin"]
+
+
+def _same_steps(a: Trainer, b: Trainer, n: int) -> None:
+    """n steps of each; every step's losses and the final weights must be equal, bit for bit."""
+    for i in range(n):
+        sa, sb = a.train_step(), b.train_step()
+        assert {k: float(v) for k, v in sa.items()} == {k: float(v) for k, v in sb.items()}, f"step {i + 1}"
+    assert a.step == b.step == n and a.batches == b.batches
+    for part in ("G", "D"):
+        sa, sb = getattr(a, part).state_dict(), getattr(b, part).state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), part
+
+
+def _eager_again(t: Trainer) -> None:
+    assert t.fast_step is None and t.autocast_cache is True
+    for opt in (t.opt_g, t.opt_d):
+        assert all(g["capturable"] is False for g in opt.param_groups)
+        assert all(s["step"].is_cpu for s in opt.state.values())
+
+
+def test_graph_capture_failure_falls_back_to_the_eager_step(tiny_images, capsys):
+    """On a CPU the capture cannot even start (no CUDA stream): the run goes on eagerly from that
+    very step, computed once, and says why in one line and in trainer.step_impl."""
+    a, b = _trainer(tiny_images, "wgan-gp", n_critic=2), _trainer(tiny_images, "wgan-gp", n_critic=2)
+    a.fast_step = GraphStep(a)  # capture=True, capturable optimisers
+    _same_steps(a, b, 3)
+    _eager_again(a)
+    assert a.step_impl_fallback and a.step_impl == f"eager (graph capture failed: {a.step_impl_fallback})"
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "graph capture failed" in ln]
+    assert len(err) == 1 and a.step_impl_fallback in err[0]
+
+
+class _FakeStream:
+    def wait_stream(self, other):
+        pass
+
+
+def test_a_capture_that_fails_after_running_is_undone_and_redone_eagerly(tiny_images, monkeypatch, capsys):
+    """The CUDA plumbing replaced so that the warm-up steps run on the CPU and the capture runs the
+    step's body and then fails: the state the body changed is put back, the step is computed once
+    eagerly, and every step equals the eager reference."""
+    import contextlib
+    monkeypatch.setattr(torch.cuda, "Stream", _FakeStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", _FakeStream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, s: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", object)
+
+    @contextlib.contextmanager
+    def failing_capture(graph):
+        yield
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nsecond line")
+
+    monkeypatch.setattr(torch.cuda, "graph", failing_capture)
+    a, b = _trainer(tiny_images), _trainer(tiny_images)
+    a.fast_step = GraphStep(a, capture=True, capturable=False)
+    _same_steps(a, b, GraphStep.WARMUP + 3)
+    _eager_again(a)
+    assert a.step_impl == "eager (graph capture failed: RuntimeError: CUDA error: operation not permitted " \
+                          "when stream is capturing)"
+    assert capsys.readouterr().err.count("graph capture failed") == 1
