@@ -1,6 +1,6 @@
 """The training step made fast without changing what it computes: `Trainer.update` replayed as one
 CUDA graph, or run through torch.compile. The eager `Trainer.update` stays the reference, and
-`benchmarks/parity.py` compares every implementation with it.
+the parity check (`python -m animegan.parity`, animegan/parity.py) compares every implementation with it.
 
     --step-impl eager    the reference: every op launched from Python
     --step-impl graph    CUDA: the whole step (D phase, G phase, both optimiser steps) captured once and
@@ -24,8 +24,8 @@ import torch
 
 # The measured-best implementation per (device type, model); anything missing runs eagerly. CPU:
 # torch.compile measured 0.93× the eager step (benchmarks/train_throughput.py --step-impls
-# eager,compile; docs/scaling.md), so no entry. CUDA stays eager until benchmarks/parity.py and the
-# throughput benchmark have run the graph step on a GPU.
+# eager,compile; docs/scaling.md), so no entry. CUDA stays eager until the parity check
+# (animegan/parity.py) and the throughput benchmark have run the graph step on a GPU.
 AUTO: dict[tuple[str, str], str] = {}
 
 
@@ -100,7 +100,8 @@ class GraphStep:
     cuDNN picks its kernels and optimiser state exists before capture; they are real steps.
     With capture=False the same static-buffer path runs eagerly (what tests use on a CPU); with
     capturable=True as well (CUDA), it is the very arithmetic the graph replays, launched op by op,
-    which is what benchmarks/parity.py compares a graph with, bit for bit."""
+    which is what animegan/parity.py compares a graph with, bit for bit. If the warm-up or the
+    capture fails, the step falls back to eager for the rest of the run (`_fall_back`)."""
 
     WARMUP = 3
 
