@@ -2,8 +2,10 @@
 
 Every image gets the report's preprocessing: RGB, Resize(size) on the short side,
 CenterCrop(size). Decoded images are kept in memory as uint8 (30k × 3×64×64 =
-370 MB) so a training step never touches the disk; corrupt, truncated, empty or
-non-image files are skipped, counted and reported once.
+370 MB) so a training step never touches the disk; a few corrupt, truncated, empty or
+non-image files are skipped, counted and reported once. Data that mostly does not decode is
+refused with one line before the slow work: a format this Pillow cannot read (e.g. AVIF before
+Pillow 11.3: the line names the codec and the fix), or more than max(3 files, 1 %) unreadable.
 
     data = load_images("anime-faces.zip", size=64)   # .images: N×3×64×64 uint8
     python -m animegan.data split anime-faces-96.tar --select 1000 --test 2000 --out data/
@@ -26,20 +28,34 @@ import hashlib
 import io
 import math
 import os
+import re
 import sys
 import tarfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
-from PIL import Image
+from PIL import Image, features
 from torchvision.transforms import functional as TF
 
 from .monitor import track
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".avif")
+# Per extension: the codec's name, its Pillow feature (None: always built in), how to get it, and
+# the pack format to use instead.
+_PILLOW = "pip install -U pillow"
+CODECS = {".avif": ("AVIF", "avif", "pip install 'pillow>=11.3' or pillow-avif-plugin", "webp"),
+          ".webp": ("WebP", "webp", _PILLOW, "png"), ".jpg": ("JPEG", "jpg", _PILLOW, "png"),
+          ".jpeg": ("JPEG", "jpg", _PILLOW, "png"), ".png": ("PNG", "zlib", _PILLOW, "webp"),
+          ".bmp": ("BMP", None, _PILLOW, "png")}
+# A few unreadable files (a truncated download, a text file named .png) are skipped and counted;
+# more than MAX_BAD_FILES and more than MAX_BAD_SHARE of the files means the data itself is wrong,
+# and training on the rest would hide it.
+MAX_BAD_FILES, MAX_BAD_SHARE = 3, 0.01
+PROBES = 3  # files of each extension decoded up front; if none decodes, the whole format is suspect
 
 
 class DataError(Exception):
@@ -86,6 +102,10 @@ class ImageSource:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def where(self, name: str) -> Path:
+        """The archive or folder that holds image `name`."""
+        return self.path
 
     def read(self, name: str) -> bytes:
         if self._zip is not None:
@@ -135,18 +155,95 @@ class LoadedImages:
     source: str
 
 
+def codec_available(feature: str | None) -> bool:
+    if feature is None:
+        return True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an older Pillow warns about a feature it does not know
+        return bool(features.check(feature))
+
+
+def _one_line(e: BaseException) -> str:
+    msg = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", (str(e).strip().splitlines() or [""])[0])
+    return f"{type(e).__name__}: {msg[:200]}"
+
+
+class Decoding:
+    """Decode `names` of a source in order, skipping unreadable files (listed in `.bad`).
+
+    Refuses with a one-line DataError, before decoding thousands: an extension none of whose first
+    PROBES files decodes (this Pillow lacks the codec, or the files are not what their name says)
+    when it has more files than may be skipped; and, as it goes, more unreadable files than
+    `allowed` = max(MAX_BAD_FILES, MAX_BAD_SHARE of the files).
+
+        dec = Decoding(src, names, 64)
+        for name, raw, image in dec.run(progress=True): ...   # then dec.bad"""
+
+    def __init__(self, src, names: list[str], size: int):
+        self.src, self.names, self.size = src, names, size
+        self.allowed = max(MAX_BAD_FILES, int(MAX_BAD_SHARE * len(names)))
+        self.bad: list[str] = []
+        self.first_error: BaseException | None = None
+        self._probed: dict[str, tuple[bytes, torch.Tensor | BaseException]] = {}
+        by_ext: dict[str, list[str]] = {}
+        for n in names:
+            by_ext.setdefault(os.path.splitext(n)[1].lower(), []).append(n)
+        for ext, group in by_ext.items():
+            errors = []
+            for name in group[:PROBES]:
+                raw, got = self._decode(name)
+                self._probed[name] = (raw, got)
+                if not isinstance(got, BaseException):
+                    break
+                errors.append(got)
+            else:  # no probe decoded
+                if len(group) > self.allowed:
+                    raise DataError(self._unreadable(ext, group[:PROBES], errors[0]))
+
+    def _decode(self, name: str) -> tuple[bytes, torch.Tensor | BaseException]:
+        raw = b""
+        try:
+            raw = self.src.read(name)
+            return raw, decode_image(raw, self.size)
+        except Exception as e:  # any reader or decoder error means "not a usable image"
+            return raw, e
+
+    def _unreadable(self, ext: str, tried: list[str], error: BaseException) -> str:
+        codec, feature, install, instead = CODECS.get(ext, (ext.lstrip(".").upper(), None, _PILLOW, "png"))
+        where = self.src.where(tried[0])
+        if not codec_available(feature):
+            return f"{where}: this Pillow cannot decode {codec} ({install}, or repack with --format {instead})"
+        return (f"{where}: the first {len(tried)} {ext} files do not decode as {codec} ({', '.join(tried)}: "
+                f"{_one_line(error)}); corrupt, or not {codec}: repack them")
+
+    def run(self, progress: bool = False) -> Iterator[tuple[str, bytes, torch.Tensor]]:
+        """(name, raw bytes, uint8 3×size×size) of every readable file, in order."""
+        for name in track(self.names, f"decoding {self.src.path.name}", unit="image", enabled=progress):
+            raw, got = self._probed.pop(name) if name in self._probed else self._decode(name)
+            if isinstance(got, BaseException):
+                self.bad.append(name)
+                self.first_error = self.first_error or got
+                if len(self.bad) > self.allowed:
+                    raise DataError(
+                        f"{self.src.path}: more than {self.allowed} of {len(self.names)} files do not decode "
+                        f"({', '.join(self.bad[:3])} …: {_one_line(self.first_error)}); at most {MAX_BAD_FILES} "
+                        f"files or {MAX_BAD_SHARE:.0%} are skipped: fix or repack the data")
+                continue
+            yield name, raw, got
+
+
 def load_images(path: str | os.PathLike, size: int = 64, limit: int | None = None,
                 progress: bool = False, names: list[str] | None = None) -> LoadedImages:
-    """Decode all (or the first `limit`, or the `names` given) images of a source; skip and count bad files."""
+    """Decode all (or the first `limit`, or the `names` given) images of a source; skip and count a
+    few bad files, refuse data that mostly does not decode (`Decoding`)."""
     src = open_image_source(path)
     names = [e[0] for e in src.entries][:limit] if names is None else names
-    out, kept, bad = [], [], []
-    for name in track(names, f"decoding {src.path.name}", unit="image", enabled=progress):
-        try:
-            out.append(decode_image(src.read(name), size))
-            kept.append(name)
-        except Exception:  # any decoder error means "not a usable image": skip, count
-            bad.append(name)
+    dec = Decoding(src, names, size)
+    out, kept = [], []
+    for name, _, x in dec.run(progress):
+        out.append(x)
+        kept.append(name)
+    bad = dec.bad
     if bad:
         ex = ", ".join(bad[:3]) + (" …" if len(bad) > 3 else "")
         print(f"warning: skipped {len(bad)} unreadable file(s) of {len(names)} in {src.path} ({ex})",
@@ -213,6 +310,10 @@ def pack_archive(src_path: str, out_path: str, size: int = 64, fmt: str = "webp"
         raise DataError(f"--format must be one of {', '.join(PACK_FORMATS)}, got {fmt!r}")
     if not 1 <= quality <= 100:
         raise DataError(f"--quality must be in 1..100, got {quality}")
+    Image.init()
+    if fmt != "keep" and PACK_FORMATS[fmt] not in Image.SAVE:
+        codec, _, install, instead = CODECS["." + fmt if fmt != "jpeg" else ".jpg"]
+        raise DataError(f"this Pillow cannot encode {codec} ({install}, or choose --format {instead})")
     src = open_image_source(src_path)
     entries = src.entries[:limit]
     tmp = out_path + ".tmp"

@@ -177,3 +177,77 @@ def test_pack_preprocesses_or_keeps_bytes(messy, tmp_path, capsys):
     assert data_main(["pack", str(tmp_path / "nope"), str(tmp_path / "q.tar")]) == 2
     assert not (tmp_path / "q.tar").exists()
     assert capsys.readouterr().err.count("error:") == 2
+
+
+def _image_zip(path, names, make):
+    with zipfile.ZipFile(path, "w") as zf:
+        for n in names:
+            zf.writestr(n, make(n))
+    return path
+
+
+def _encoded(fmt, seed=0, size=(12, 12)):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (*size, 3), dtype=np.uint8)).save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_a_format_this_pillow_cannot_decode_is_refused_up_front(tmp_path, monkeypatch):
+    """A pack in a codec this Pillow lacks (as AVIF before Pillow 11.3) fails on every file: refused
+    with one line naming the codec and the fix, after a few probes, not after decoding everything."""
+    from PIL import features
+
+    import animegan.data as data_mod
+    avif = "AVIF" if features.check("avif") else "PNG"  # real AVIF bytes where this Pillow can write them
+    z = _image_zip(tmp_path / "train-00000.zip", [f"{i:03d}.avif" for i in range(40)] + ["x.png"],
+                   lambda n: _encoded(avif if n.endswith(".avif") else "PNG", seed=len(n)))
+    Image.init()
+    monkeypatch.setattr(Image, "ID", [i for i in Image.ID if i != "AVIF"])  # what a Pillow without AVIF knows
+    real_check = features.check
+    monkeypatch.setattr(features, "check", lambda f: False if f == "avif" else real_check(f))
+    tries = []
+    real_decode = data_mod.decode_image
+    monkeypatch.setattr(data_mod, "decode_image", lambda raw, size: tries.append(1) or real_decode(raw, size))
+    with pytest.raises(DataError) as e:
+        load_images(z, size=8)
+    assert str(e.value) == (f"{z}: this Pillow cannot decode AVIF (pip install 'pillow>=11.3' or "
+                            "pillow-avif-plugin, or repack with --format webp)")
+    assert len(tries) <= 4  # probes, not 41 decodes
+
+
+def test_a_format_whose_files_do_not_decode_is_refused_naming_it(tmp_path):
+    """The codec is there but the first files of a kind are not what their name says: refused."""
+    z = _image_zip(tmp_path / "faces.zip", [f"{i:03d}.webp" for i in range(20)] + ["a.png"],
+                   lambda n: b"not a webp at all" if n.endswith(".webp") else _encoded("PNG"))
+    with pytest.raises(DataError, match=r"faces\.zip: the first 3 \.webp files do not decode as WebP") as e:
+        load_images(z, size=8)
+    assert "\n" not in str(e.value)
+
+
+def test_one_corrupt_file_among_many_is_skipped_and_counted(tmp_path, capsys):
+    names = [f"{i:03d}.png" for i in range(60)]
+    z = _image_zip(tmp_path / "faces.zip", names, lambda n: _encoded("PNG", seed=int(n[:3]))[:40]
+                   if n == "007.png" else _encoded("PNG", seed=int(n[:3])))
+    data = load_images(z, size=8)
+    assert len(data.names) == 59 and "007.png" not in data.names and data.skipped == 1
+    assert "skipped 1 unreadable file(s) of 60" in capsys.readouterr().err
+
+
+def test_a_set_with_many_corrupt_files_is_refused(tmp_path):
+    """30 % broken is not a few bad files to skip: the data is wrong, and training on the rest would
+    hide it."""
+    names = [f"{i:03d}.png" for i in range(60)]
+    z = _image_zip(tmp_path / "faces.zip", names,
+                   lambda n: _encoded("PNG")[:40] if int(n[:3]) % 10 in (4, 5, 6) else _encoded("PNG"))
+    with pytest.raises(DataError, match=r"faces\.zip: more than 3 of 60 files do not decode") as e:
+        load_images(z, size=8)
+    assert "\n" not in str(e.value)
+
+
+def test_pack_refuses_a_format_this_pillow_cannot_write(tiny_images, tmp_path, monkeypatch):
+    from animegan.data import pack_archive
+    Image.init()
+    monkeypatch.setattr(Image, "SAVE", {k: v for k, v in Image.SAVE.items() if k != "AVIF"})
+    with pytest.raises(DataError, match=r"^this Pillow cannot encode AVIF \(pip install 'pillow>=11\.3'"):
+        pack_archive(str(tiny_images), str(tmp_path / "a.zip"), size=8, fmt="avif")
+    assert not (tmp_path / "a.zip").exists()
