@@ -74,7 +74,7 @@ class DataError(Exception):
 
 def _is_image_name(name: str) -> bool:
     base = os.path.basename(name)
-    # Skip macOS resource forks and hidden files that Kaggle/Mac zips carry.
+    # Skip macOS resource forks and hidden files that Kaggle/Mac zips contain.
     if base.startswith(".") or "__MACOSX" in name:
         return False
     return base.lower().endswith(IMAGE_EXTS)
@@ -118,7 +118,7 @@ class ImageSource:
         return self.path
 
     def stamp(self) -> list | None:
-        """What identifies this version of the files besides `entries` (which carry each file's size,
+        """What identifies this version of the files besides `entries` (which hold each file's size,
         and its mtime outside a zip): an archive's [size, mtime]; None for a folder."""
         if self.path.is_dir():
             return None
@@ -213,7 +213,7 @@ class MultiImageSource:
         return self._owner[name][0].path
 
     def stamp(self) -> list:
-        """[[path, size, mtime] per archive]; a folder's size and mtime are null (entries carry its files')."""
+        """[[path, size, mtime] per archive]; a folder's size and mtime are null (entries hold its files')."""
         return [[str(s.path), *(s.stamp() or [None, None])] for s in self.sources]
 
 
