@@ -27,7 +27,8 @@ QUICK_FD_N = 1000  # samples and held-out images per quick FD: its cost, its noi
 @dataclass
 class TrainConfig:
     model: str = _f("gan", "preset: 'gan' (report's DCGAN) or 'wgan-gp'", ("gan", "wgan-gp"))
-    data: str = _f("", "training images: a folder (recursive), a .zip or a .tar")
+    data: str = _f("", "training images: a folder (recursive), a .zip or a .tar; several (e.g. a sharded pack) as "
+                       "a glob 'data/train-*.zip' or a comma-separated list a.zip,b.zip")
     out: str = _f("", "run folder for config, metrics, samples, checkpoints and the exported generator")
     # --- length
     epochs: int = _f(0, "train for N epochs (an epoch = every real image shown to D once); 0 = use --steps")

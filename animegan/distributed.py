@@ -111,7 +111,7 @@ def rank0_decides(env: DistEnv, fn):
 def wrap(G: nn.Module, D: nn.Module, device: torch.device, sync_bn: bool) -> tuple[nn.Module, nn.Module]:
     """DDP wrappers for the forward passes whose gradients must be averaged.
 
-    The modules themselves stay unwrapped (state_dict keys carry no `module.`), and the
+    The modules themselves stay unwrapped (state_dict keys have no `module.`), and the
     generator step calls the bare D: its weights are frozen there, so D's DDP reducer
     must not wait for gradients that never come.
     """

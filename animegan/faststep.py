@@ -1,6 +1,6 @@
 """The training step made fast without changing what it computes: `Trainer.update` replayed as one
 CUDA graph, or run through torch.compile. The eager `Trainer.update` stays the reference, and
-`benchmarks/parity.py` compares every implementation with it.
+the parity check (`python -m animegan.parity`, animegan/parity.py) compares every implementation with it.
 
     --step-impl eager    the reference: every op launched from Python
     --step-impl graph    CUDA: the whole step (D phase, G phase, both optimiser steps) captured once and
@@ -10,16 +10,22 @@ CUDA graph, or run through torch.compile. The eager `Trainer.update` stays the r
     --step-impl auto     what was measured fastest for the device and model (AUTO), else eager
 
 A combination that cannot work (a graph on a CPU, several processes, fp16's GradScaler) falls back
-to eager, and `Trainer.step_impl` says what runs and why.
+to eager, and `Trainer.step_impl` says what runs and why. So does a graph whose warm-up or capture
+fails at run time: the run goes on eagerly from that step (`GraphStep._fall_back`), and
+`Trainer.step_impl` / `Trainer.step_impl_fallback` record the reason for the run's config.json.
 """
 from __future__ import annotations
+
+import contextlib
+import copy
+import sys
 
 import torch
 
 # The measured-best implementation per (device type, model); anything missing runs eagerly. CPU:
 # torch.compile measured 0.93× the eager step (benchmarks/train_throughput.py --step-impls
-# eager,compile; docs/scaling.md), so no entry. CUDA stays eager until benchmarks/parity.py and the
-# throughput benchmark have run the graph step on a GPU.
+# eager,compile; docs/scaling.md), so no entry. CUDA stays eager until the parity check
+# (animegan/parity.py) and the throughput benchmark have run the graph step on a GPU.
 AUTO: dict[tuple[str, str], str] = {}
 
 
@@ -51,6 +57,13 @@ def make_fast_step(trainer) -> tuple[str, "GraphStep | None"]:
         trainer.d_net = trainer.d_frozen = torch.compile(trainer.D)
         return "compile", None
     return f"eager ({why})" if why else "eager", None
+
+
+def host_staged(src: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`src` ready for a non-blocking copy to `device`: a host tensor bound for a GPU is pinned (a
+    copy from page-locked memory does not block the host); any other tensor as it is. Decided by
+    where the tensor is, never by comparing devices: pinning a tensor that is not on the host raises."""
+    return src.pin_memory() if src.is_cpu and device.type == "cuda" else src
 
 
 def make_capturable(opt: torch.optim.Optimizer) -> None:
@@ -87,7 +100,8 @@ class GraphStep:
     cuDNN picks its kernels and optimiser state exists before capture; they are real steps.
     With capture=False the same static-buffer path runs eagerly (what tests use on a CPU); with
     capturable=True as well (CUDA), it is the very arithmetic the graph replays, launched op by op,
-    which is what benchmarks/parity.py compares a graph with, bit for bit."""
+    which is what animegan/parity.py compares a graph with, bit for bit. If the warm-up or the
+    capture fails, the step falls back to eager for the rest of the run (`_fall_back`)."""
 
     WARMUP = 3
 
@@ -102,30 +116,81 @@ class GraphStep:
         self.side = None
 
     def __call__(self, x) -> dict:
-        t = self.t
+        if self.capture and self.graph is None:
+            return self._until_captured(x)
         if self.static is None:
             self._setup(x)
-        for dst, src in zip(self.static.tensors(), x.tensors()):
-            dst.copy_(src if src.device == dst.device else src.pin_memory(), non_blocking=True)
-        if not self.capture:
+        self._fill(x)
+        if self.graph is None:  # capture=False: the static-buffer path, eagerly
             return self._unpack(self._run())
-        if self.graph is None and self.warm < self.WARMUP:
-            self.warm += 1
-            self.side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self.side):
-                out = self._run()
-            torch.cuda.current_stream().wait_stream(self.side)
-            out.record_stream(torch.cuda.current_stream())
-            return self._unpack(out.clone())
-        if self.graph is None:
+        self.graph.replay()
+        return self._unpack(self.out.clone())  # the graph overwrites self.out at the next replay
+
+    def _fill(self, x) -> None:
+        for dst, src in zip(self.static.tensors(), x.tensors()):
+            dst.copy_(host_staged(src, dst.device), non_blocking=True)
+
+    def _until_captured(self, x) -> dict:
+        """The warm-up steps, then the capture and its first replay. Whatever fails on the way (no
+        CUDA stream, an op that capture refuses, an allocation) must not end the run: the state
+        saved before this step is put back and the step is computed eagerly, once."""
+        t, saved = self.t, self._snapshot()
+        try:
+            if self.static is None:
+                self._setup(x)
+            self._fill(x)
+            if self.warm < self.WARMUP:
+                self.warm += 1
+                self.side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(self.side):
+                    out = self._run()
+                torch.cuda.current_stream().wait_stream(self.side)
+                out.record_stream(torch.cuda.current_stream())
+                return self._unpack(out.clone())
             self.graph = torch.cuda.CUDAGraph()
             # Gradients set to None before capture are allocated from the graph's own memory pool.
             t.opt_d.zero_grad(set_to_none=True)
             t.opt_g.zero_grad(set_to_none=True)
             with torch.cuda.graph(self.graph):
-                self.out = self._run()
-        self.graph.replay()
-        return self._unpack(self.out.clone())  # the graph overwrites self.out at the next replay
+                self.out = self._run()  # recorded, not run: the replay below computes this step
+            self.graph.replay()
+            return self._unpack(self.out.clone())
+        except Exception as e:  # noqa: BLE001 — any failure here means "no graph": fall back, say why
+            return self._fall_back(e, saved, x)
+
+    def _snapshot(self) -> dict:
+        """Copies of what a step changes: weights, BatchNorm buffers, optimiser and scaler state (the
+        optimisers as an eager step keeps them: capturable off, step counts on the host)."""
+        t = self.t
+
+        def clone(sd):
+            return {k: v.detach().clone() for k, v in sd.items()}
+        return {"G": clone(t.G.state_dict()), "D": clone(t.D.state_dict()),
+                "opt_g": copy.deepcopy(portable_optimizer_state(t.opt_g)),
+                "opt_d": copy.deepcopy(portable_optimizer_state(t.opt_d)),
+                "scaler": copy.deepcopy(t.scaler.state_dict())}
+
+    def _fall_back(self, error: Exception, saved: dict, x) -> dict:
+        """Put the trainer back as the eager step expects it, record why, and compute this step eagerly."""
+        t = self.t
+        reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+        if t.device.type == "cuda":
+            with contextlib.suppress(Exception):  # let queued side-stream work finish before restoring
+                torch.cuda.synchronize(t.device)
+        t.G.load_state_dict(saved["G"])
+        t.D.load_state_dict(saved["D"])
+        t.opt_g.load_state_dict(saved["opt_g"])  # capturable off, step counts back on the host
+        t.opt_d.load_state_dict(saved["opt_d"])
+        if saved["scaler"]:
+            t.scaler.load_state_dict(saved["scaler"])
+        t.opt_d.zero_grad(set_to_none=True)  # no gradient tensors from a half-captured graph's pool
+        t.opt_g.zero_grad(set_to_none=True)
+        t.autocast_cache = True
+        self.static = self.graph = self.out = self.side = None
+        t.fast_step = None
+        t.step_impl, t.step_impl_fallback = f"eager (graph capture failed: {reason})", reason
+        print(f"warning: graph capture failed ({reason}); the run continues with the eager step", file=sys.stderr)
+        return t.update(x)
 
     def _setup(self, x) -> None:
         t = self.t

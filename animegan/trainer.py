@@ -28,24 +28,37 @@ from .checkpoint import CheckpointError
 from .config import SEED_OFFSET, TrainConfig, UsageError
 from .data import LoadedImages
 from .distributed import DistEnv, wrap
-from .faststep import make_fast_step, portable_optimizer_state
+from .faststep import host_staged, make_fast_step, portable_optimizer_state
 from .losses import make_loss
 from .models import Discriminator, Generator, dcgan_init
 from .sampling import generate, recalibrate_batchnorm, sample_z
 
 
+def normalize_device(device: str | torch.device) -> torch.device:
+    """One spelling per device: `cuda` → `cuda:<current index>`, `mps` → `mps:0`. A tensor on a GPU
+    always reports its index, so `tensor.device == trainer.device` holds only if the trainer's
+    device carries the index too."""
+    d = torch.device(device)
+    if d.index is None and d.type == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    if d.index is None and d.type == "mps":
+        return torch.device("mps", 0)
+    return d
+
+
 def pick_device(name: str) -> torch.device:
+    """--device → a torch.device, normalised (`normalize_device`): `auto` is CUDA, else MPS, else the CPU."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return normalize_device("cuda")
         if torch.backends.mps.is_available():
-            return torch.device("mps")
+            return normalize_device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked for, but no CUDA device is available")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} asked for, but no CUDA device is available")
     if name == "mps" and not torch.backends.mps.is_available():
         raise UsageError("--device mps asked for, but MPS is not available")
-    return torch.device(name)
+    return normalize_device(name)
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -120,6 +133,7 @@ class Trainer:
     """Models, optimisers and the step; no file I/O (the training loop in train.py does that)."""
 
     def __init__(self, cfg: TrainConfig, data: LoadedImages, device: torch.device, env: DistEnv | None = None):
+        device = normalize_device(device)  # `cuda` → `cuda:0`: compared with tensors' devices below
         self.cfg, self.device = cfg, device
         # Data parallel (distributed.py): this rank's share of every global batch of cfg.batch_size.
         self.rank, self.world = (env.rank, env.world) if env else (0, 1)
@@ -170,6 +184,9 @@ class Trainer:
         # The modules the G step calls D through (the bare D; compiled when the step is).
         self.d_frozen = self.D
         self.autocast_cache = True  # a CUDA graph must not capture autocast's weight cache
+        # What runs the step, for the run's config.json. A graph step whose capture fails falls back
+        # to eager in the same process: it rewrites step_impl and puts its reason in step_impl_fallback.
+        self.step_impl_fallback = ""
         self.step_impl, self.fast_step = make_fast_step(self)
 
     @property
@@ -221,7 +238,7 @@ class Trainer:
         if t.device == self.device:
             return t
         if self.device.type == "cuda":  # the noise stays CPU-seeded; a pinned copy does not block the host
-            return t.pin_memory().to(self.device, non_blocking=True)
+            return host_staged(t, self.device).to(self.device, non_blocking=True)
         return t.to(self.device)
 
     def draw_inputs(self) -> StepInputs:

@@ -17,8 +17,9 @@ matrix product) and printed next to the datasheet value of the GPU if known.
 
 On CPU the classic fp32 NCHW DCGAN loop is also timed as the reference (`--no-reference` skips it).
 Rounds alternate the variants so a busy machine hurts all alike; medians are reported. With
---profile (CUDA) a few steps of each variant run under torch.profiler and the GPU's kernel time per
-step is printed next to the wall time: the difference is launch and synchronisation gaps.
+--profile, after the timed rounds, 3 steps of each variant are recorded by torch.profiler (after one
+skipped and one warm-up step; a fixed number whatever --steps is) and, on CUDA, the GPU's kernel time
+per step is printed next to the wall time: the difference is launch and synchronisation gaps.
 """
 from __future__ import annotations
 
@@ -131,18 +132,30 @@ def rate(step, n: int, device: torch.device) -> float:
     return n / (time.perf_counter() - t)
 
 
-def kernel_ms_per_step(step, n: int, device: torch.device) -> tuple[float, float, float]:
-    """(wall ms, summed GPU kernel ms, kernels) per step over n profiled steps."""
-    from torch.profiler import ProfilerActivity, profile
+def profile_steps(step, device: torch.device, wait: int = 1, warmup: int = 1, active: int = 3) -> dict:
+    """A few steps under torch.profiler: `wait` steps untouched, `warmup` traced but dropped, `active`
+    recorded. A fixed handful, not the timed steps: a GPU step is hundreds of kernels, and hundreds of
+    profiled steps are about a million events to parse, which takes longer than the benchmark.
+    Returns per recorded step: wall ms, GPU kernel ms and kernels (0 on a CPU), and the event count."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    n = wait + warmup + active
     sync(device)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        t = time.perf_counter()
-        for _ in range(n):
+    with profile(activities=activities, schedule=schedule(wait=wait, warmup=warmup, active=active, repeat=1)) as prof:
+        for i in range(n):
+            if i == wait + warmup:
+                sync(device)
+                t = time.perf_counter()
             step()
-        sync(device)
-        wall = time.perf_counter() - t
-    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-    return wall * 1e3 / n, sum(e.device_time_total for e in kernels) / 1e3 / n, len(kernels) / n
+            if i == n - 1:
+                sync(device)
+                wall = time.perf_counter() - t
+            prof.step()
+    events = prof.events()
+    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    return {"profiled_steps": active, "wall_ms": wall * 1e3 / active,
+            "kernel_ms": sum(e.device_time_total for e in kernels) / 1e3 / active,
+            "kernels": len(kernels) / active, "profile_events": len(events)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -159,7 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=6, help="timed generator steps per round (wgan-gp: a fifth)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-reference", action="store_true", help="CPU: skip the classic fp32 DCGAN loop")
-    ap.add_argument("--profile", action="store_true", help="CUDA: kernel time vs wall time per step")
+    ap.add_argument("--profile", action="store_true", help="profile 3 steps per variant after the timed rounds; "
+                    "CUDA: kernel time vs wall time per step")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     if args.threads:
@@ -214,12 +228,15 @@ def main(argv: list[str] | None = None) -> dict:
         row = {"variant": key, "model": t.cfg.model if t else "reference", "step_impl": t.step_impl if t else "",
                "real_img_per_s": img_s, "g_steps_per_s": sps, "gflop_per_img": gflop, "tflops": tflops,
                "share_of_peak": tflops / peak}
-        if args.profile and device.type == "cuda" and t:
-            row["wall_ms"], row["kernel_ms"], row["kernels"] = kernel_ms_per_step(step, n, device)
+        if args.profile and t:
+            row.update(profile_steps(step, device))
         results["rows"].append(row)
         print(f"{key:58s} {img_s:10.1f} {sps:9.2f} {gflop:9.2f} {tflops:8.3f} {100 * tflops / peak:6.2f}%"
-              + (f"   wall {row['wall_ms']:.2f} ms/step, {row['kernels']:.0f} GPU kernels {row['kernel_ms']:.2f} ms "
-                 f"({100 * row['kernel_ms'] / row['wall_ms']:.0f} % busy)" if "wall_ms" in row else ""))
+              + (f"   profiled {row['profiled_steps']} steps: wall {row['wall_ms']:.2f} ms/step"
+                 + (f", {row['kernels']:.0f} GPU kernels {row['kernel_ms']:.2f} ms "
+                    f"({100 * row['kernel_ms'] / row['wall_ms']:.0f} % busy)" if device.type == "cuda" else
+                    f", {row['profile_events'] / row['profiled_steps']:.0f} profiler events per step")
+                 if "wall_ms" in row else ""))
     rows = {r["variant"]: r for r in results["rows"]}
     ref_key = next((k for k in rows if k.startswith("reference")), None)
     if ref_key:

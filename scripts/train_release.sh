@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train both release runs side by side for the same wall time (docs/report.md, "Training").
 #   scripts/train_release.sh DATA VAL RUNS_DIR MINUTES
-# DATA: training images (data/train.tar, or the packed data/train64.zip for a remote GPU);
+# DATA: training images (data/train.tar, a pack such as data/train64.zip, or shards 'data/train-*.zip');
 # VAL: held-out images for the quick FD (its first EVAL_N by name). Both runs start together and
 # stop after MINUTES of training wall time each (--max-minutes), logging to RUNS_DIR/<model>.log.
 # Cadences (generator steps) can be set through the environment; the defaults were chosen for a

@@ -3,6 +3,7 @@ import json
 import io
 import math
 import os
+import re
 import tarfile
 import zipfile
 
@@ -190,9 +191,9 @@ def test_pack_preprocesses_or_keeps_bytes(messy, tmp_path, capsys):
     from animegan.data import pack_archive
     ref = load_images(messy, size=16)
     # png: lossless, so loading the pack gives the very same tensors; bad files are skipped
-    n, bad, psnr = pack_archive(str(messy), str(tmp_path / "p.tar"), size=16, fmt="png")
+    n, bad, psnr, paths = pack_archive(str(messy), str(tmp_path / "p.tar"), size=16, fmt="png")
     packed = load_images(tmp_path / "p.tar", size=16)
-    assert (n, bad, psnr) == (len(ref.names), ref.skipped, None)
+    assert (n, bad, psnr, paths) == (len(ref.names), ref.skipped, None, (str(tmp_path / "p.tar"),))
     assert torch.equal(packed.images, ref.images)
     assert [os.path.splitext(x)[0] for x in packed.names] == [os.path.splitext(x)[0] for x in ref.names]
     # webp: lossy but close, and already at the training size
@@ -217,3 +218,149 @@ def test_pack_preprocesses_or_keeps_bytes(messy, tmp_path, capsys):
     assert data_main(["pack", str(tmp_path / "nope"), str(tmp_path / "q.tar")]) == 2
     assert not (tmp_path / "q.tar").exists()
     assert capsys.readouterr().err.count("error:") == 2
+
+
+def _image_zip(path, names, make):
+    with zipfile.ZipFile(path, "w") as zf:
+        for n in names:
+            zf.writestr(n, make(n))
+    return path
+
+
+def _encoded(fmt, seed=0, size=(12, 12)):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (*size, 3), dtype=np.uint8)).save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_a_format_this_pillow_cannot_decode_is_refused_up_front(tmp_path, monkeypatch):
+    """A pack in a codec this Pillow lacks (as AVIF before Pillow 11.3) fails on every file: refused
+    with one line naming the codec and the fix, after a few probes, not after decoding everything."""
+    from PIL import features
+
+    import animegan.data as data_mod
+    avif = "AVIF" if features.check("avif") else "PNG"  # real AVIF bytes where this Pillow can write them
+    z = _image_zip(tmp_path / "train-00000.zip", [f"{i:03d}.avif" for i in range(40)] + ["x.png"],
+                   lambda n: _encoded(avif if n.endswith(".avif") else "PNG", seed=len(n)))
+    Image.init()
+    monkeypatch.setattr(Image, "ID", [i for i in Image.ID if i != "AVIF"])  # what a Pillow without AVIF knows
+    real_check = features.check
+    monkeypatch.setattr(features, "check", lambda f: False if f == "avif" else real_check(f))
+    tries = []
+    real_decode = data_mod.decode_image
+    monkeypatch.setattr(data_mod, "decode_image", lambda raw, size: tries.append(1) or real_decode(raw, size))
+    with pytest.raises(DataError) as e:
+        load_images(z, size=8)
+    assert str(e.value) == (f"{z}: this Pillow cannot decode AVIF (pip install 'pillow>=11.3' or "
+                            "pillow-avif-plugin, or repack with --format webp)")
+    assert len(tries) <= 4  # probes, not 41 decodes
+
+
+def test_a_format_whose_files_do_not_decode_is_refused_naming_it(tmp_path):
+    """The codec is there but the first files of a kind are not what their name says: refused."""
+    z = _image_zip(tmp_path / "faces.zip", [f"{i:03d}.webp" for i in range(20)] + ["a.png"],
+                   lambda n: b"not a webp at all" if n.endswith(".webp") else _encoded("PNG"))
+    with pytest.raises(DataError, match=r"faces\.zip: the first 3 \.webp files do not decode as WebP") as e:
+        load_images(z, size=8)
+    assert "\n" not in str(e.value)
+
+
+def test_one_corrupt_file_among_many_is_skipped_and_counted(tmp_path, capsys):
+    names = [f"{i:03d}.png" for i in range(60)]
+    z = _image_zip(tmp_path / "faces.zip", names, lambda n: _encoded("PNG", seed=int(n[:3]))[:40]
+                   if n == "007.png" else _encoded("PNG", seed=int(n[:3])))
+    data = load_images(z, size=8)
+    assert len(data.names) == 59 and "007.png" not in data.names and data.skipped == 1
+    assert "skipped 1 unreadable file(s) of 60" in capsys.readouterr().err
+
+
+def test_a_set_with_many_corrupt_files_is_refused(tmp_path):
+    """30 % broken is not a few bad files to skip: the data is wrong, and training on the rest would
+    hide it."""
+    names = [f"{i:03d}.png" for i in range(60)]
+    z = _image_zip(tmp_path / "faces.zip", names,
+                   lambda n: _encoded("PNG")[:40] if int(n[:3]) % 10 in (4, 5, 6) else _encoded("PNG"))
+    with pytest.raises(DataError, match=r"faces\.zip: more than 3 of 60 files do not decode") as e:
+        load_images(z, size=8)
+    assert "\n" not in str(e.value)
+
+
+def test_pack_refuses_a_format_this_pillow_cannot_write(tiny_images, tmp_path, monkeypatch):
+    from animegan.data import pack_archive
+    Image.init()
+    monkeypatch.setattr(Image, "SAVE", {k: v for k, v in Image.SAVE.items() if k != "AVIF"})
+    with pytest.raises(DataError, match=r"^this Pillow cannot encode AVIF \(pip install 'pillow>=11\.3'"):
+        pack_archive(str(tiny_images), str(tmp_path / "a.zip"), size=8, fmt="avif")
+    assert not (tmp_path / "a.zip").exists()
+
+
+# ---- several archives as one data set, and sharded packs
+
+
+def _pngs_zip(path, names, seed=0):
+    return _image_zip(path, names, lambda n: _encoded("PNG", seed=seed + sum(map(ord, n))))
+
+
+def test_several_archives_as_one_source_glob_or_list(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    names = [f"{i:03d}.png" for i in range(4)]  # the same names in both: prefixed by archive stem
+    a, b = _pngs_zip(d / "train-00000.zip", names), _pngs_zip(d / "train-00001.zip", names, seed=7)
+    src = open_image_source(f"{d}/train-*.zip")
+    assert [e[0] for e in src.entries] == [f"train-0000{k}/{n}" for k in (0, 1) for n in names]
+    assert src.read("train-00001/002.png") == open_image_source(b).read("002.png")
+    assert src.where("train-00000/001.png") == a and len(src) == 8
+    by_glob = load_images(f"{d}/train-*.zip", size=8)
+    by_list = load_images(f"{b},{a}", size=8)  # listed in any order: archives are sorted by path
+    assert by_glob.names == by_list.names and torch.equal(by_glob.images, by_list.images)
+    assert torch.equal(by_glob.images[:4], load_images(a, size=8).images)
+    assert torch.equal(by_glob.images[4:], load_images(b, size=8).images)
+    # one match is that archive itself; archives with the same stem get longer prefixes
+    assert open_image_source(f"{d}/*-00001.zip").entries == open_image_source(b).entries
+    (tmp_path / "e").mkdir()
+    c = _pngs_zip(tmp_path / "e" / "train-00000.zip", names[:1])
+    assert [e[0] for e in open_image_source(f"{a},{c}").entries][-1] == "e/train-00000/000.png"
+    # what identifies the archives' versions (for caches keyed on the data)
+    st = a.stat()
+    assert open_image_source(a).stamp() == [st.st_size, st.st_mtime]
+    assert open_image_source(f"{d}/train-*.zip").stamp() == [[str(p), p.stat().st_size, p.stat().st_mtime]
+                                                             for p in (a, b)]
+
+
+def test_several_archives_bad_specs_are_one_line_errors(tmp_path):
+    a = _pngs_zip(tmp_path / "a.zip", ["x.png"])
+    cases = [(f"{tmp_path}/nope-*.zip", f"no file matches {tmp_path}/nope-*.zip"),
+             (f"{a},{tmp_path}/b.zip", f"data path does not exist: {tmp_path}/b.zip (in {a},"),
+             (f"{a},{tmp_path}/*.zip", f"{a} is named twice in"),
+             (" , ", "no data path in")]
+    for spec, msg in cases:
+        with pytest.raises(DataError, match=re.escape(msg)) as e:
+            load_images(spec, size=8)
+        assert "\n" not in str(e.value)
+
+
+def test_sharded_pack_loads_as_the_whole_pack(tiny_images, tmp_path, capsys):
+    """--shard-mib N: OUT-00000.zip, OUT-00001.zip, … each at most N MiB, which together load as
+    the unsharded pack does: the same images in the same order, with the same image ids."""
+    from animegan.data import image_ids, pack_archive
+    from animegan.data import main as data_main
+    whole = load_images(tmp_path / "all.zip", size=16) if pack_archive(
+        str(tiny_images), str(tmp_path / "all.zip"), size=16, fmt="png").written else None
+    for ext, mib in ((".zip", 0.003), (".tar", 0.01)):
+        res = pack_archive(str(tiny_images), str(tmp_path / f"train{ext}"), size=16, fmt="png", shard_mib=mib)
+        shards = sorted(tmp_path.glob(f"train-*{ext}"))
+        assert [str(p) for p in shards] == list(res.paths) and len(shards) >= 3
+        assert [p.name for p in shards] == [f"train-{k:05d}{ext}" for k in range(len(shards))]
+        assert all(p.stat().st_size <= mib * 2 ** 20 for p in shards)
+        assert not (tmp_path / f"train{ext}").exists() and not list(tmp_path.glob("*.tmp"))
+        got = load_images(f"{tmp_path}/train-*{ext}", size=16)
+        assert torch.equal(got.images, whole.images) and image_ids(got.names) == image_ids(whole.names)
+    # a repack into fewer shards leaves no stale shard for the glob to pick up
+    assert data_main(["pack", str(tiny_images), str(tmp_path / "train.zip"), "--format", "png", "--size", "16",
+                      "--shard-mib", "1"]) == 0
+    assert [p.name for p in tmp_path.glob("train-*.zip")] == ["train-00000.zip"]
+    out = capsys.readouterr().out
+    assert f"{tmp_path}/train-00000.zip" in out and f"--data '{tmp_path}/train-*.zip'" in out
+    with pytest.raises(DataError, match="does not fit in a 0.0001 MiB shard"):
+        pack_archive(str(tiny_images), str(tmp_path / "tiny.zip"), size=16, fmt="png", shard_mib=0.0001)
+    assert not list(tmp_path.glob("tiny*"))

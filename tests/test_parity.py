@@ -1,4 +1,4 @@
-"""The parity check's CPU half, and the fast step's fallbacks and checkpoint format."""
+"""The parity check's CPU half (animegan.parity), and the fast step's fallbacks and checkpoint format."""
 import json
 
 import pytest
@@ -8,7 +8,10 @@ from animegan.config import resolve
 from animegan.data import load_images
 from animegan.faststep import GraphStep, make_capturable, portable_optimizer_state, resolve_step_impl
 from animegan.trainer import Trainer
-from benchmarks.parity import main as parity
+from animegan.parity import check_parity
+from animegan.parity import main as parity
+
+TINY = {"img_size": 16, "ngf": 4, "ndf": 4}
 
 
 def _trainer(images, model="gan", **over):
@@ -44,6 +47,44 @@ def test_parity_fails_for_a_run_that_learns_from_other_noise(tiny_images, tmp_pa
     row = json.loads(out.read_text())["models"]["gan"]["variants"]["cpu-fp32-seed3"]
     assert row["checks"]["step1"] is False and row["checks"]["bit_identical"] is False
     assert "FAIL: step1" in capsys.readouterr().out
+
+
+def test_check_parity_returns_verdicts_and_step_times(tiny_images):
+    """The library call a release command makes: per variant a verdict and the two step times."""
+    res = check_parity(load_images(tiny_images, 16), "gan", ["cpu-fp32-graph"], 2, twins=[], batch_size=4,
+                       overrides=TINY)
+    graph = res["variants"]["cpu-fp32-graph"]
+    assert graph["ok"] is True and graph["error"] is None and graph["checks"]["impl"] is True
+    assert graph["step_ms"] > 0 and graph["reference_step_ms"] == res["runs"]["cpu-fp32"]["step_ms"] > 0
+    assert res["ok"] is True and list(res["runs"]) == ["cpu-fp32", "cpu-fp32-graph"]
+
+
+def test_parity_writes_each_run_as_it_goes_and_survives_a_failing_variant(tiny_images, tmp_path, monkeypatch,
+                                                                          capsys):
+    """A variant that raises is recorded with its error; the others still run and are compared; the
+    JSON is on disk after the first run, so a check cut short keeps what it measured."""
+    import animegan.parity as mod
+    out, real_train, seen = tmp_path / "parity.json", mod.train, []
+
+    def train(v, *args):
+        seen.append((v.name, json.loads(out.read_text()) if out.exists() else None))
+        if v.name == "cpu-bf16":
+            raise RuntimeError("CUDA error: out of memory\nmore detail")
+        return real_train(v, *args)
+
+    monkeypatch.setattr(mod, "train", train)
+    rc = parity(["--data", str(tiny_images), "--tiny", "--steps", "2", "--no-seed-twin", "--models", "gan",
+                 "--variants", "cpu-bf16,cpu-fp32-graph", "--json", str(out)])
+    assert rc == 1
+    assert [n for n, _ in seen] == ["cpu-fp32", "cpu-bf16", "cpu-fp32-graph"] and seen[0][1] is None
+    assert seen[1][1]["models"]["gan"]["runs"]["cpu-fp32"]["step_ms"] > 0  # written after the reference ran
+    assert seen[2][1]["models"]["gan"]["variants"]["cpu-bf16"]["error"]  # and after the failing variant
+    report = json.loads(out.read_text())["models"]["gan"]
+    bad, good = report["variants"]["cpu-bf16"], report["variants"]["cpu-fp32-graph"]
+    assert bad["ok"] is False and bad["error"] == "RuntimeError: CUDA error: out of memory"
+    assert good["ok"] is True and good["error"] is None and good["checks"]["bit_identical"] is True
+    assert report["ok"] is False and report["runs"]["cpu-bf16"]["error"] == bad["error"]
+    assert "cpu-bf16                                 ERROR: RuntimeError" in capsys.readouterr().out
 
 
 def test_unsupported_fast_steps_fall_back_to_eager_with_the_reason(tiny_images):

@@ -1,8 +1,16 @@
-"""Does a device, precision or step implementation learn what the CPU fp32 step learns?
+"""Parity: does a device, precision or step implementation learn what the CPU fp32 step learns?
 
-    python benchmarks/parity.py --data data/train.tar                       # CPU: eager vs graph path vs bf16
-    python benchmarks/parity.py --data DATA --eval-real SELECT --variants \\
+A correctness check, not a speed benchmark: run it before trusting a fast step (the CUDA graph,
+torch.compile) or a new device with a release.
+
+    python -m animegan.parity --data data/train.tar                       # CPU: eager vs graph path vs bf16
+    python -m animegan.parity --data DATA --eval-real SELECT --json parity.json --variants \\
         cuda-fp32,cuda-fp32-tf32,cuda-fp32-bench,cuda-bf16,cuda-bf16-release,cuda-bf16-plainio,cuda-bf16-graph
+
+    from animegan.parity import check_parity          # what a release command calls
+    res = check_parity(load_images("data/train.tar", limit=2048), "gan", ["cuda-bf16-graph@cuda-bf16"], steps=100)
+    row = res["variants"]["cuda-bf16-graph vs cuda-bf16"]
+    use_graph = row["ok"] and row["step_ms"] < row["reference_step_ms"]
 
 Every variant trains the same model from the same seed, on the same images in the same order with
 the same noise, for --steps generator steps; --reference (default cpu-fp32)
@@ -25,7 +33,7 @@ compared with that one, which runs too. Two variants whose arithmetic is the sam
 precision and TF32, deterministic cuDNN, the same kernels: eager = plainio = the CPU graph path,
 graphnocap = the CUDA graph) must agree bit for bit.
 
-Checks per variant against the reference (all printed; exit code 1 if one fails):
+Checks per variant against the reference (all printed; exit code 1 if one fails or errs):
   1. the first step's losses, where both start from identical weights, data and noise, so any
      difference is arithmetic: difference ≤ STEP1_TOL of the coarser arithmetic of the two, relative
      to the value (absolute for values below 1, as critic values near 0 are)
@@ -36,28 +44,41 @@ Checks per variant against the reference (all printed; exit code 1 if one fails)
      other seeds, run here — from the reference; --no-seed-twin leaves the floors),
      and never less than the floors: WINDOW_FLOOR or the reference's step-to-step scatter over
      that half (a shift inside the scatter is not one), and FD_FLOOR. After a few dozen steps GAN
-     training is chaotic, so later steps are compared as distributions, not step by step.
+     training is chaotic, so later steps are compared as distributions, not step by step;
+  4. a graph or compile variant ran as asked (`impl`): a graph whose capture failed falls back to
+     the eager step, whose numbers say nothing about the graph.
 The autocast policy of the ops the models use is printed per device (the dtype each op returns).
+
+Each variant runs on its own: one that raises is recorded with its error and the others still run.
+--json FILE is rewritten (atomically) after every run, so a check cut short keeps what it measured:
+{"torch", "autocast", "args", "models": {MODEL: {"model", "steps", "batch_size", "ok",
+"runs": {NAME: {"step_impl", "seconds", "step_ms", "fd"?, "error"?, "stats"}},
+"variants": {LABEL: {"ok", "error", "reference", "step_impl", "step_ms", "reference_step_ms",
+"checks", "class", "step1_rel", "step1_tol", "window_diff", "fd_diff"?, …}}}}}. LABEL is the variant's
+name, with " vs REF" when it names its own reference; step_ms is a warm step's wall time (median over
+the run's second half, each step read back), so a caller can take a fast step only where it passes
+and is faster than its reference.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from animegan.config import SEED_OFFSET, resolve
-from animegan.data import load_images
-from animegan.faststep import GraphStep
-from animegan.quickfd import QuickFD
-from animegan.trainer import EMA, Trainer, ema_decay_at
+from .config import SEED_OFFSET, UsageError, resolve
+from .data import DataError, LoadedImages, load_images
+from .faststep import GraphStep
+from .files import write_json
+from .quickfd import QuickFD
+from .trainer import EMA, Trainer, ema_decay_at
 
 # Step-1 relative tolerance per arithmetic, ten times what its rounding gives on these models
 # (fp32: sums of ~10⁴ products, ~1e-6; TF32: a 10-bit mantissa, ~5e-4; bf16: 8 bits, ~4e-3 per
@@ -86,7 +107,7 @@ class Variant:
         name, _, ref = spec.partition("@")
         dev, prec, *opts = name.split("-")
         if dev not in ("cpu", "cuda") or prec not in ("fp32", "bf16"):
-            raise SystemExit(f"error: variant {name!r}: expected DEVICE-PRECISION[-OPTION…], e.g. cuda-bf16-graph")
+            raise UsageError(f"variant {name!r}: expected DEVICE-PRECISION[-OPTION…], e.g. cuda-bf16-graph")
         v = cls(name, dev, prec, ref=ref or None)
         for o in opts:
             if o in ("tf32", "bench", "plainio", "emaconst"):
@@ -98,7 +119,7 @@ class Variant:
             elif o.startswith("seed") and o[4:].isdigit():
                 v.seed = int(o[4:])
             else:
-                raise SystemExit(f"error: variant {name!r}: unknown option {o!r}")
+                raise UsageError(f"variant {name!r}: unknown option {o!r}")
         return v
 
     @property
@@ -160,10 +181,12 @@ def set_cuda_flags(v: Variant) -> None:
     torch.backends.cudnn.deterministic = not v.bench
 
 
-def train(v: Variant, args, data, model: str) -> Trainer:
-    cfg = resolve({"model": model, "data": "-", "out": "-", "steps": args.steps, "batch_size": args.batch_size,
-                   "seed": args.seed if v.seed is None else v.seed, "precision": v.precision, "device": v.device,
-                   "step_impl": "compile" if v.impl == "compile" else "eager", **args.overrides})
+def train(v: Variant, data: LoadedImages, model: str, steps: int, batch_size: int, seed: int,
+          overrides: dict) -> Trainer:
+    """Train variant v for `steps` generator steps; v.result gets every step's losses and timings."""
+    cfg = resolve({"model": model, "data": "-", "out": "-", "steps": steps, "batch_size": batch_size,
+                   "seed": seed if v.seed is None else v.seed, "precision": v.precision, "device": v.device,
+                   "step_impl": "compile" if v.impl == "compile" else "eager", **overrides})
     device = torch.device(v.device)
     set_cuda_flags(v)
     t = (PlainIOTrainer if v.plainio else Trainer)(cfg, data, device)
@@ -174,10 +197,15 @@ def train(v: Variant, args, data, model: str) -> Trainer:
         cuda = device.type == "cuda"
         t.fast_step = GraphStep(t, capture=cuda and v.impl == "graph", capturable=cuda)
         t.step_impl = "graph" if cuda and v.impl == "graph" else "graph path without capture"
-    rows, t0 = [], time.perf_counter()
-    for _ in range(args.steps):
-        rows.append({k: float(val) for k, val in t.train_step().items()})
-    v.result = {"stats": rows, "seconds": time.perf_counter() - t0, "step_impl": t.step_impl}
+    rows, times, t0 = [], [], time.perf_counter()
+    for _ in range(steps):
+        s0 = time.perf_counter()
+        rows.append({k: float(val) for k, val in t.train_step().items()})  # float(): the step has finished
+        times.append(time.perf_counter() - s0)
+    # The step's time once warm (cuDNN's choice, graph capture and compilation happen early): the
+    # median over the second half of the run.
+    v.result = {"stats": rows, "seconds": time.perf_counter() - t0, "step_impl": t.step_impl,
+                "step_ms": 1e3 * statistics.median(times[len(times) // 2:])}
     return t
 
 
@@ -236,9 +264,112 @@ def autocast_table(devices: list[str]) -> dict:
     return table
 
 
+def _error(e: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+
+
+def check_parity(data: LoadedImages, model: str, variants: list[str], steps: int, *,
+                 reference: str = "cpu-fp32", twins: list[str] | None = None, batch_size: int = 64,
+                 seed: int = 0, overrides: dict | None = None, quick_fd: QuickFD | None = None,
+                 on_result: Callable[[dict], None] | None = None, log=sys.stderr) -> dict:
+    """Train `model` under the reference, the seed twins and every variant for `steps` generator steps,
+    and compare each variant with its reference (module docstring). twins: variant names, default
+    [REFERENCE-seed(SEED+1)]; [] for none. Each run's errors are caught and recorded; on_result(result)
+    is called after every run with the result so far. Returns {"model", "steps", "batch_size", "ok",
+    "runs": {name: run}, "variants": {label: row}}; row["ok"] is False for a failed check or an error."""
+    overrides = overrides or {}
+    ref = Variant.parse(reference)
+    wanted = [Variant.parse(n) for n in variants]
+    twin_vs = [Variant.parse(n) for n in (twins if twins is not None else [f"{reference}-seed{seed + 1}"])]
+    # Every named variant runs once, each reference before the variants compared with it; a comparison
+    # is (variant, its reference): the global one, or its own after '@'.
+    named = {ref.name: ref, **{t.name: t for t in twin_vs}}
+    for v in wanted:
+        if v.ref:
+            named.setdefault(v.ref, Variant.parse(v.ref))
+        named.setdefault(v.name, v)
+    explicit = {ref.name, *(v.name for v in wanted), *(t.name for t in twin_vs)}
+    pairs = [*((t.name, ref.name) for t in twin_vs), *((n, ref.name) for n in named if n not in explicit),
+             *((v.name, v.ref or ref.name) for v in wanted)]
+    yardsticks = {t.name for t in twin_vs}
+    res = {"model": model, "steps": steps, "batch_size": batch_size, "reference": ref.name,
+           "twins": [t.name for t in twin_vs], "ok": True, "runs": {}, "variants": {}}
+
+    def compare_ready() -> None:
+        for name, base_name in pairs:
+            label = name + (f" vs {base_name}" if base_name != ref.name else "")
+            v, base = named[name], named[base_name]
+            if label in res["variants"] or "done" not in v.result or "done" not in base.result:
+                continue
+            row = {"reference": base_name, "step_impl": v.result.get("step_impl"), "step_ms": v.result.get("step_ms"),
+                   "reference_step_ms": base.result.get("step_ms"), "seconds": v.result.get("seconds"),
+                   "fd": v.result.get("fd"), "error": v.result.get("error")}
+            if row["error"] is None and base.result.get("error"):
+                row["error"] = f"reference {base_name} failed: {base.result['error']}"
+            if row["error"] is None:
+                try:
+                    ok_twins = [] if name in yardsticks else \
+                        [named[t] for t in yardsticks if not named[t].result.get("error")]
+                    row.update(compare(v, base, ok_twins))
+                    if v.impl in ("graph", "compile"):
+                        row["checks"]["impl"] = str(v.result["step_impl"]).startswith(v.impl)
+                        row["ok"] = all(row["checks"].values())
+                except Exception as e:  # noqa: BLE001 — one comparison's failure is that row's error
+                    row["error"] = _error(e)
+            if name in yardsticks and row["error"] is None:
+                row["ok"], row["checks"] = True, {}  # the twin is the yardstick, not a candidate
+            row["ok"] = row["error"] is None and row.get("ok", False)
+            row["stats"] = v.result.get("stats")
+            res["variants"][label] = row
+            res["ok"] &= row["ok"]
+
+    for v in named.values():
+        v.result = {}
+        try:
+            t = train(v, data, model, steps, batch_size, seed, overrides)
+            if quick_fd:
+                v.result["fd"] = quick_fd(t.ema_generator())
+            del t
+            print(f"  {model} {v.name}: {steps} steps in {v.result['seconds']:.1f} s, {v.result['step_ms']:.1f} ms "
+                  f"per warm step ({v.result['step_impl']})"
+                  + (f", quick FD {v.result['fd']:.2f}" if "fd" in v.result else ""), file=log)
+        except Exception as e:  # noqa: BLE001 — a variant that cannot run is a result, not the end of the check
+            v.result["error"] = _error(e)
+            print(f"  {model} {v.name}: error: {v.result['error']}", file=log)
+        v.result["done"] = True
+        res["runs"][v.name] = {k: val for k, val in v.result.items() if k != "done"}
+        compare_ready()
+        if on_result:
+            on_result(res)
+    return res
+
+
+def print_table(res: dict, n_images: int) -> None:
+    """The per-model verdict table (stdout)."""
+    print(f"\n{res['model']}: {res['steps']} steps, batch {res['batch_size']}, {n_images} images, "
+          f"reference {res['reference']}" + (f", seed twins {', '.join(res['twins'])}" if res["twins"] else ""))
+    print(f"  {'variant':40s} {'step-1 Δ':>9s} {'tol':>7s} {'|Δ| d/g, steps 1-10':>22s} "
+          f"{'2nd-half mean Δ d/g (tol)':>30s} {'FD Δ (tol)':>16s} {'ms/step':>8s}  verdict")
+    for label, c in res["variants"].items():
+        if c["error"]:
+            print(f"  {label:40s} ERROR: {c['error']}")
+            continue
+        first, wd = c["mean_abs_diff_first10"], c["window_diff"]
+        fd = f"{c['fd_diff']:+.2f} ({c['fd_tol']:.1f})" if "fd_diff" in c else "-"
+        verdict = "yardstick" if label in res["twins"] else ("ok" if c["ok"] else
+                                                             "FAIL: " + ", ".join(k for k, ok in c["checks"].items() if not ok))
+        print(f"  {label:40s} {c['step1_rel']:9.2e} {c['step1_tol']:7.0e} "
+              f"{first['d_loss']:10.2e}/{first['g_loss']:.2e} "
+              f"{wd['d_loss']:+9.4f}/{wd['g_loss']:+.4f} ({c.get('window_tol_d_loss', 0):.3f}) {fd:>16s} "
+              f"{c['step_ms']:8.1f}  {verdict}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="training images (folder, .zip or .tar)")
+    ap = argparse.ArgumentParser(prog="python -m animegan.parity", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="training images (folder, .zip or .tar; several: a glob or a "
+                    "comma-separated list)")
     ap.add_argument("--limit", type=int, default=2048, help="use the first N images by name")
     ap.add_argument("--models", default="gan,wgan-gp")
     ap.add_argument("--steps", type=int, default=100, help="generator steps per variant (wgan-gp: a fifth)")
@@ -253,81 +384,56 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-seed-twin", action="store_true", help="skip the seed twin; tolerances are the floors")
     ap.add_argument("--tiny", action="store_true", help="16×16 images, width 4, batch 4 (the tests' setting)")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--json", help="write every trajectory and check here")
+    ap.add_argument("--json", help="write every trajectory and check here, rewritten after every run")
     args = ap.parse_args(argv)
+    try:
+        return _main(args)
+    except (UsageError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    args.overrides = {"img_size": 16, "ngf": 4, "ndf": 4} if args.tiny else {}
+    overrides = {"img_size": 16, "ngf": 4, "ndf": 4} if args.tiny else {}
     if args.tiny:
         args.batch_size = min(args.batch_size, 4)
-    size = args.overrides.get("img_size", 64)
-    data = load_images(args.data, size=size, limit=args.limit)
-    ref = Variant.parse(args.reference)
-    variants = [Variant.parse(n) for n in args.variants.split(",") if n]
-    extra = [Variant.parse(n) for n in [*(args.twin or "").split(","), *(v.ref for v in variants)] if n]
-    devices = sorted({v.device for v in [ref, *variants, *extra]})
+    size = overrides.get("img_size", 64)
+    variants = [n for n in args.variants.split(",") if n]
+    twins = [] if args.no_seed_twin else (args.twin.split(",") if args.twin else None)
+    parsed = [Variant.parse(n) for n in [args.reference, *variants, *(twins or [])]]  # UsageError before any work
+    devices = sorted({v.device for v in parsed} | {Variant.parse(v.ref).device for v in parsed if v.ref})
     if "cuda" in devices and not torch.cuda.is_available():
-        print("error: a cuda variant was asked for, but no CUDA device is available", file=sys.stderr)
-        return 2
+        raise UsageError("a cuda variant was asked for, but no CUDA device is available")
+    data = load_images(args.data, size=size, limit=args.limit)
     print(f"torch {torch.__version__}" + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
     table = autocast_table(devices)
     print("bf16 autocast, dtype each op returns: " + "; ".join(
         f"{op} " + "/".join(f"{d} {table[d][op]}" for d in devices) for op in table[devices[0]]))
-    report = {"torch": torch.__version__, "autocast": table, "args": {k: v for k, v in vars(args).items()}, "models": {}}
+    report = {"torch": torch.__version__, "autocast": table, "args": {**vars(args), "overrides": overrides},
+              "models": {}}
     quick_fd = None
     if args.eval_real:
         fd_device = "cuda" if "cuda" in devices else "cpu"
         quick_fd = QuickFD(args.eval_real, args.eval_n, 100, args.seed + SEED_OFFSET["quick_fd"], size, fd_device)
-    failed = False
+
+    def save(res: dict) -> None:
+        report["models"][res["model"]] = res
+        if args.json:
+            write_json(args.json, report)
+
+    ok = True
     for model in args.models.split(","):
         steps = args.steps if model == "gan" else max(2, args.steps // 5)
-        margs = argparse.Namespace(**{**vars(args), "steps": steps})
-        twins = [] if args.no_seed_twin else \
-            [Variant.parse(n) for n in (args.twin or f"{args.reference}-seed{args.seed + 1}").split(",")]
-        # Every named variant runs once; a comparison is (variant, its reference): the global one, or its own.
-        named = {ref.name: ref, **{t.name: t for t in twins}}
-        for v in variants:
-            named.setdefault(v.name, v)
-            if v.ref:
-                named.setdefault(v.ref, Variant.parse(v.ref))
-        implicit = [n for n in named if n not in {ref.name, *(v.name for v in variants), *(t.name for t in twins)}]
-        pairs = [*((t.name, ref.name) for t in twins), *((n, ref.name) for n in implicit),
-                 *((v.name, v.ref or ref.name) for v in variants)]
-        for v in named.values():
-            v.result = {}
-            t = train(v, margs, data, model)
-            if quick_fd:
-                v.result["fd"] = quick_fd(t.ema_generator())
-            print(f"  {model} {v.name}: {steps} steps in {v.result['seconds']:.1f} s ({v.result['step_impl']})"
-                  + (f", quick FD {v.result['fd']:.2f}" if "fd" in v.result else ""), file=sys.stderr)
-        print(f"\n{model}: {steps} steps, batch {margs.batch_size}, {len(data.images)} images, "
-              f"reference {ref.name}" + (f", seed twins {', '.join(t.name for t in twins)}" if twins else ""))
-        print(f"  {'variant':40s} {'step-1 Δ':>9s} {'tol':>7s} {'|Δ| d/g, steps 1-10':>22s} "
-              f"{'2nd-half mean Δ d/g (tol)':>30s} {'FD Δ (tol)':>16s}  verdict")
-        rows = {}
-        for name, base_name in pairs:
-            v, base = named[name], named[base_name]
-            c = compare(v, base, [] if v in twins else twins)
-            if v in twins:
-                c["ok"], c["checks"] = True, {}  # the twin is the yardstick, not a candidate
-            label = f"{v.name}" + (f" vs {base.name}" if base is not ref else "")
-            rows[label] = {**c, "reference": base.name, "fd": v.result.get("fd"), "seconds": v.result["seconds"],
-                           "step_impl": v.result["step_impl"], "stats": v.result["stats"]}
-            first = c["mean_abs_diff_first10"]
-            fd = f"{c['fd_diff']:+.2f} ({c['fd_tol']:.1f})" if "fd_diff" in c else "-"
-            wd = c["window_diff"]
-            verdict = "yardstick" if v in twins else ("ok" if c["ok"] else
-                                                      "FAIL: " + ", ".join(k for k, ok in c["checks"].items() if not ok))
-            print(f"  {label:40s} {c['step1_rel']:9.2e} {c['step1_tol']:7.0e} "
-                  f"{first['d_loss']:10.2e}/{first['g_loss']:.2e} "
-                  f"{wd['d_loss']:+9.4f}/{wd['g_loss']:+.4f} ({c.get('window_tol_d_loss', 0):.3f}) {fd:>16s}  {verdict}")
-            failed |= not c["ok"]
-        report["models"][model] = {"reference": {"name": ref.name, **ref.result}, "variants": rows}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-    print("\nparity: " + ("FAILED (see the verdict column)" if failed else "every variant within tolerance"))
-    return 1 if failed else 0
+        res = check_parity(data, model, variants, steps, reference=args.reference, twins=twins,
+                           batch_size=args.batch_size, seed=args.seed, overrides=overrides, quick_fd=quick_fd,
+                           on_result=save)
+        print_table(res, len(data.images))
+        ok &= res["ok"]
+    print("\nparity: " + ("every variant within tolerance" if ok else
+                          "FAILED (see the verdict column: a failed check or an error)"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
