@@ -57,8 +57,7 @@ class CachedFeatures:
 
 
 def cache_key(path, entries, size, extractor_id: dict) -> str:
-    p = Path(path)
-    archive = None if p.is_dir() else [p.stat().st_size, p.stat().st_mtime]
+    archive = open_image_source(path).stamp()  # the archives' sizes and mtimes (None for a folder)
     blob = json.dumps({"v": CACHE_VERSION, "entries": entries, "archive": archive, "size": size,
                        "preprocess": PREPROCESS, "extractor": extractor_id}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]

@@ -1,6 +1,7 @@
 """scripts/release.sh end to end on a tiny CPU setting: every phase, its files, resume and the deadline."""
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,13 @@ def test_bad_input_is_one_line(tmp_path):
         p = release(*args)
         last = p.stderr.strip().splitlines()[-1]
         assert p.returncode == 2 and "error: " in last and words in last, p.stderr
+
+
+def test_the_fast_step_is_used_only_where_parity_holds_and_it_is_faster():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from release import fast_step_verdict
+    assert fast_step_verdict({"ok": True, "step_ms": 3.0, "reference_step_ms": 5.0})[0] == "graph"
+    assert fast_step_verdict({"ok": True, "step_ms": 6.0, "reference_step_ms": 5.0})[0] == "eager"  # slower
+    assert fast_step_verdict({"ok": False, "step_ms": 1.0, "reference_step_ms": 5.0})[0] == "eager"  # learns otherwise
+    assert fast_step_verdict({"ok": False, "error": "RuntimeError: capture"})[0] == "eager"
+    assert fast_step_verdict({})[0] == "eager"
