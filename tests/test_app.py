@@ -65,7 +65,8 @@ def server(model_dirs):
     port = _free_port()
     log = open(Path(model_dirs[0]).parent / "app.log", "w+")
     proc = subprocess.Popen([sys.executable, "app.py", "--gan", str(model_dirs[0]), "--wgan-gp", str(model_dirs[1]),
-                             "--host", "127.0.0.1", "--port", str(port)],
+                             "--host", "127.0.0.1", "--port", str(port),
+                             "--data-dir", str(Path(model_dirs[0]).parent / "data")],  # votes: not in the home folder
                             cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 90
@@ -100,7 +101,8 @@ def _img(path) -> np.ndarray:
 
 def test_only_the_documented_endpoints_are_public(client):
     api = client.view_api(print_info=False, return_format="dict")
-    assert set(api["named_endpoints"]) == {"/compare", "/interpolate", "/explore"}
+    assert set(api["named_endpoints"]) == {"/compare", "/interpolate", "/explore", "/judge_pair", "/judge_real_pair",
+                                           "/judge_vote"}  # the Judge tab's: tests/test_votes_app.py
     assert [p["parameter_name"] for p in api["named_endpoints"]["/explore"]["parameters"]] == ["seed", "truncation",
                                                                                             "offsets"]
 

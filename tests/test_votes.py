@@ -17,7 +17,10 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 import demo.votes as votes
 from demo.votes import (HubSync, RateLimit, SetupError, Ticket, Tokens, VoteError, VoteStore, load_key, summary_lines,
@@ -436,3 +439,119 @@ def test_hub_copy_appends_jsonl_under_the_schedulers_lock_and_restores(tmp_path)
         fresh.record(tokens.open(tokens.issue(same_pair)), "left", "s")
     store.close()
     fresh.close()
+
+
+# ---- the Judge in-process: pairs, real faces, the rate limit, the About panel -----------------------
+
+@pytest.fixture(scope="module")
+def slots(tmp_path_factory):
+    from animegan.checkpoint import export_generator
+    from animegan.models import Generator
+    from demo.core import load_slot
+    root = tmp_path_factory.mktemp("gens")
+    for i, key in enumerate(("gan", "wgan-gp")):
+        torch.manual_seed(i)
+        export_generator(Generator(ngf=8), root / key)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the app does: on a busy 2-core machine two threads per call were 40× slower
+    yield [load_slot(k, t, str(root / k), True, "cpu") for k, t in (("gan", "GAN"), ("wgan-gp", "WGAN-GP"))]
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def real_dir(tmp_path):
+    d = tmp_path / "real"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (80, 70, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    (d / "broken.png").write_bytes(b"not an image")
+    return d
+
+
+def test_a_pair_is_both_models_on_one_seed_at_random_sides(slots, tmp_path):
+    import random
+    from demo.endpoints import Demo
+    from demo.judge import Judge
+    judge = Judge(slots, VoteStore(tmp_path / "v.sqlite3"), KEY, rng=random.Random(3))
+    compare = Demo(slots).compare
+    lefts = []
+    for _ in range(12):
+        left, right, token = judge.pair()
+        t = judge.tokens.open(token)
+        gan, wgan = compare(t.seed, 1.0)
+        by_key = {"gan": gan, "wgan-gp": wgan}
+        assert np.array_equal(left, by_key[t.shown[0]]) and np.array_equal(right, by_key[t.shown[1]])
+        lefts.append(t.shown[0])
+    assert {"gan", "wgan-gp"} == set(lefts)  # both sides occur
+    assert len({judge.tokens.open(judge.pair()[2]).seed for _ in range(5)}) == 5  # a fresh seed each time
+    vote = judge.vote(token, "right", session="abc")
+    assert vote.winner == t.shown[1] and judge.reveal(vote).startswith(
+        f"Last pair: left was {judge.titles[t.shown[0]]}, right was {judge.titles[t.shown[1]]}")
+    assert judge.counted("abc") == "**Your votes: 1**" and judge.counted("other") == "**Your votes: 0**"
+
+
+def test_real_or_generated_draws_real_faces_half_the_time(slots, tmp_path, real_dir):
+    import random
+    from demo.judge import Judge, RealFaces
+    real = RealFaces.open(real_dir)
+    assert len(real) == 5
+    judge = Judge(slots, VoteStore(tmp_path / "v.sqlite3"), KEY, real=real, rng=random.Random(0))
+    sources = []
+    for _ in range(60):
+        face, token = judge.real_item()
+        t = judge.tokens.open(token)
+        assert face.shape == (320, 320, 3)
+        if t.shown[0] == "real":
+            assert t.item != "broken.png"
+            assert np.array_equal(face[::5, ::5], real.face(t.seed))  # 64×64, upscaled like the generated faces
+        sources.append(t.shown[0])
+    counts = {s: sources.count(s) for s in ("real", "gan", "wgan-gp")}
+    assert 18 <= counts["real"] <= 42 and counts["gan"] > 5 and counts["wgan-gp"] > 5, counts
+    vote = judge.vote(token, "generated", "s")
+    assert vote.ticket.shown[0] == t.shown[0] and judge.reveal(vote).endswith("you said generated.")
+    with pytest.raises(VoteError, match="left, right, tie"):
+        judge.vote(judge.pair()[2], "real", "s")
+    with pytest.raises(SetupError, match="--real-faces: data path does not exist"):
+        RealFaces.open(tmp_path / "missing")
+
+
+def test_a_session_over_the_rate_limit_is_refused_and_nothing_is_stored(slots, tmp_path):
+    from demo.judge import Judge
+    judge = Judge(slots, VoteStore(tmp_path / "v.sqlite3"), KEY, rate=RateLimit(3))
+    for _ in range(3):
+        judge.vote(judge.pair()[2], "left", "busy")
+    token = judge.pair()[2]
+    with pytest.raises(VoteError) as e:
+        judge.vote(token, "left", "busy")
+    assert e.value.reason == "rate" and "at most 3 a minute" in str(e.value) and "Nothing was stored" in str(e.value)
+    assert judge.store.count() == 3
+    judge.vote(token, "left", "calm")  # the refused token was not used up; another session may go on
+    assert judge.store.count() == 4
+    # a refused replay does not eat into the session's allowance either
+    calm = [judge.pair()[2] for _ in range(2)]
+    with pytest.raises(VoteError, match="already has a vote"):
+        judge.vote(token, "left", "calm")
+    for tok in calm:
+        judge.vote(tok, "tie", "calm")
+    assert judge.store.count() == 6
+
+
+def test_weights_fingerprint_and_the_about_panel(slots, tmp_path):
+    from demo.judge import Judge, fingerprint, tally_markdown
+    from demo.votes import Tally
+    assert fingerprint(slots) == fingerprint(slots) and len(fingerprint(slots)) == 12
+    assert fingerprint(slots) != fingerprint(slots[::-1])
+    judge = Judge(slots, VoteStore(tmp_path / "v.sqlite3"), KEY)
+    assert "**0 votes** in all" in judge.tally_markdown() and "| – | – | 0 decisive votes |" in judge.tally_markdown()
+    text = tally_markdown(Tally(wgan_wins=30, gan_wins=10, ties=10, shown={"real": 10, "gan": 10, "wgan-gp": 0},
+                                judged_real={"real": 8, "gan": 3, "wgan-gp": 0}), judge.titles, "abc")
+    lo, hi = wilson(30, 40)
+    assert f"| WGAN-GP preferred over GAN (can't tell left out) | **75.0 %** | {100 * lo:.1f} % – {100 * hi:.1f} % |" \
+           " 30 of 40 decisive votes |" in text
+    assert "| can't tell | 20.0 % | | 10 of 50 pairwise votes |" in text
+    assert "| GAN fool rate: its faces judged real | **30.0 %** |" in text
+    assert "| WGAN-GP fool rate: its faces judged real | – | – | 0 faces |" in text
+    assert "| baseline: real faces judged real | **80.0 %** |" in text
+    assert "**70 votes** in all: 50 pairwise, 20 real-or-generated" in text and "WGAN-GP looks better" in text
+    assert "roughly 385 decisive votes" in text
