@@ -33,7 +33,7 @@ from demo.endpoints import Demo
 from demo.explore import explore_tab
 from demo.judge import KEYS_JS, Judge, judge_tab, open_judge
 from demo.links import restore_and_link
-from demo.tabs import PRIVATE, about_tab, compare_tab, interpolate_tab
+from demo.tabs import about_tab, compare_tab, interpolate_tab
 from demo.votes import DATA_ENV, SetupError, data_dir, default_data_dir
 
 HERE = Path(__file__).resolve().parent
@@ -70,17 +70,7 @@ def build_demo(demo_fns: Demo, judge: Judge, concurrency: int = 2) -> gr.Blocks:
                 tally = about_tab(demo_fns, HERE, lambda: gr.Markdown(judge.tally_markdown(), elem_id="judge-tally"))
         restore_and_link(blocks, demo_fns, tabs, {"compare": tab_c, "interpolate": tab_i, "explore": tab_e,
                                                   "judge": tab_j, "about": tab_a}, compare, explore, link, lanes["images"])
-        tab_j.select(**judging.start_io)  # the first pair is drawn when the tab opens, not for every page view
-        # the tally as of now: at every page load (a link may open on About) and whenever About is opened
-        for refresh in (blocks.load, tab_a.select):
-            refresh(judge.tally_markdown, None, tally, queue=False, **PRIVATE)
-
-        def start_if_linked(mode, tok, real_tok, request: gr.Request):
-            """A link with ?tab=judge opens on the Judge tab: draw its first pair there too."""
-            if dict(getattr(request, "query_params", None) or {}).get("tab") == "judge":
-                return judging.start_io["fn"](mode, tok, real_tok, request)
-            return [gr.skip()] * len(judging.start_io["outputs"])
-        blocks.load(**{**judging.start_io, "fn": start_if_linked})
+        judging.wire(blocks, tab_j, tab_a, tally)
     return blocks
 
 

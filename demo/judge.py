@@ -229,8 +229,8 @@ def open_judge(slots: list[Slot], folder, real_faces=None, votes_repo=None, hf_t
     store = VoteStore(folder / DB_FILE)
     real = RealFaces.open(real_faces) if real_faces else None
     sync = HubSync.configure(votes_repo, hf_token, folder)
-    print(f"votes: {store.count()} so far in {store.path}" + (f"; real faces: {len(real)} in {real_faces}" if real else ""),
-          file=sys.stderr)
+    faces = f"; real faces: {len(real)} in {real_faces}" if real else ""
+    print(f"votes: {store.count()} so far in {store.path}{faces}", file=sys.stderr)
     if sync is not None:
         try:
             sync.start()
@@ -311,27 +311,27 @@ def tally_markdown(t: Tally, titles: dict, models: str) -> str:
 def judge_tab(j: Judge, lane: dict) -> SimpleNamespace:
     """The Judge tab's layout and events; `lane` is the concurrency group that draws its faces."""
     has_real = j.real is not None
-    gr.Markdown("### Which face looks better?\nBoth models drew the **same noise**; which one is on which side is "
-                "random and hidden until you vote. Pick the better face, or *can't tell* — the next pair comes at "
-                "once. Keys: **←** left, **→** right, **space** can't tell"
-                + ("; in *Real or generated*, **R** real, **G** generated." if has_real else ".")
-                + " Your votes are anonymous; the tally is on the About tab.")
+    real_text = ("\n\n**Real or generated?** One face at a time: a real face, or a sample of either model. "
+                 "Keys: **R** real, **G** generated." if has_real else "")
+    gr.Markdown("### Judge them blind\n**Which face is better?** Both models drew the **same noise**; which one is "
+                "on which side is random and hidden until you vote. Pick the better face, or *can't tell* — the next "
+                "pair comes at once. Keys: **←** left, **→** right, **space** can't tell." + real_text
+                + "\n\nYour votes are anonymous; the tally is on the About tab.")
     mode = gr.Radio(list(MODES), value=MODES[0], label="Mode", visible=has_real, elem_id="judge-mode")
     count = gr.Markdown("**Your votes: 0**", elem_id="judge-count")
+    # no labels and no download buttons on the faces: nothing on screen names a model
+    face_style = dict(show_label=False, format="png", interactive=False, height=340, buttons=[])
     with gr.Column(visible=True) as pair_box:
         with gr.Row():
-            left = gr.Image(label="Left face", show_label=False, format="png", elem_id="judge-left", interactive=False, height=340,
-                            buttons=[])
-            right = gr.Image(label="Right face", show_label=False, format="png", elem_id="judge-right", interactive=False, height=340,
-                             buttons=[])
+            left = gr.Image(label="Left face", elem_id="judge-left", **face_style)
+            right = gr.Image(label="Right face", elem_id="judge-right", **face_style)
         with gr.Row():
             b_left = gr.Button("← Left is better", elem_id="judge-left-btn", variant="primary")
             b_tie = gr.Button("Can't tell (space)", elem_id="judge-tie-btn")
             b_right = gr.Button("Right is better →", elem_id="judge-right-btn", variant="primary")
         skip = gr.Button("Skip this pair", size="sm", elem_id="judge-skip")
     with gr.Column(visible=False) as real_box:
-        face = gr.Image(label="Face", show_label=False, format="png", elem_id="judge-face", interactive=False, height=340,
-                        buttons=[])
+        face = gr.Image(label="Face", elem_id="judge-face", **face_style)
         with gr.Row():
             b_real = gr.Button("Real (R)", elem_id="judge-real-btn", variant="primary")
             b_gen = gr.Button("Generated (G)", elem_id="judge-generated-btn", variant="primary")
@@ -374,6 +374,20 @@ def judge_tab(j: Judge, lane: dict) -> SimpleNamespace:
         return out + (list(j.pair()) if not tok else [gr.skip()] * 3) + [gr.skip()] * 2
 
     start_io = dict(fn=start, inputs=[mode, token, real_token],
-                    outputs=[pair_box, real_box, count, left, right, token, face, real_token], **PRIVATE, **lane)
-    mode.change(**start_io)
-    return SimpleNamespace(start_io=start_io, token=token, real_token=real_token)
+                    outputs=[pair_box, real_box, count, left, right, token, face, real_token], **PRIVATE)
+    mode.change(**start_io, **lane)
+
+    def wire(blocks: gr.Blocks, tab: gr.Tab, about: gr.Tab, tally: gr.Markdown) -> None:
+        """Draw the first item when the Judge tab opens (not for every page view), refresh the About
+        tab's tally when it opens, and do either at page load when the link names that tab."""
+        tab.select(**start_io, **lane)
+        about.select(j.tally_markdown, None, tally, queue=False, **PRIVATE)
+
+        def linked(which, tok, real_tok, request: gr.Request):
+            opened = dict(getattr(request, "query_params", None) or {}).get("tab")
+            skip = [gr.skip()] * len(start_io["outputs"])
+            first = start(which, tok, real_tok, request) if opened == "judge" else skip
+            return [*first, j.tally_markdown() if opened == "about" else gr.skip()]
+        blocks.load(linked, start_io["inputs"], [*start_io["outputs"], tally], queue=False, **PRIVATE)
+
+    return SimpleNamespace(wire=wire, token=token, real_token=real_token)

@@ -329,7 +329,8 @@ MIGRATIONS: list[str] = [
                 AND right_model IS NOT NULL)
             OR (mode = 'real' AND choice IN ('real', 'generated') AND source IS NOT NULL))
     );
-    CREATE INDEX votes_session ON votes (session);
+    CREATE INDEX votes_session ON votes (session);            -- "your votes" after every vote
+    CREATE INDEX votes_models ON votes (models, mode);        -- the tally of the loaded generators
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -422,7 +422,8 @@ def test_hub_copy_appends_jsonl_under_the_schedulers_lock_and_restores(tmp_path)
     # a restarted Space: an empty disk, and the repo holds what was uploaded (plus a torn last line)
     remote = tmp_path / "remote"
     (remote / "votes").mkdir(parents=True)
-    (remote / "votes" / sync.file.name).write_text(sync.file.read_text() + '{"pair_id": "cut off')
+    bogus = json.dumps({**rows[0], "pair_id": "f" * 32, "mode": "bogus"})  # breaks the table's CHECK: skipped
+    (remote / "votes" / sync.file.name).write_text(sync.file.read_text() + bogus + '\n{"pair_id": "cut off')
     asked = []
 
     def download(**kwargs):
@@ -514,6 +515,9 @@ def test_real_or_generated_draws_real_faces_half_the_time(slots, tmp_path, real_
         judge.vote(judge.pair()[2], "real", "s")
     with pytest.raises(SetupError, match="--real-faces: data path does not exist"):
         RealFaces.open(tmp_path / "missing")
+    import gradio as gr
+    with pytest.raises(gr.Error, match="start the app with --real-faces"):
+        Judge(slots, judge.store, KEY).real_item()
 
 
 def test_a_session_over_the_rate_limit_is_refused_and_nothing_is_stored(slots, tmp_path):
