@@ -317,7 +317,8 @@ def test_downloads_hold_generated_and_shown_sizes(demo_fns):
 def test_the_latency_benchmark_runs(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "benchmarks/app_latency.py", "--calls", "3", "--explore-calls", "3",
-                        "--interp-calls", "1", "--clients", "2", "--duration", "2", "--json", str(out)],
+                        "--interp-calls", "1", "--clients", "2", "--duration", "2", "--judge-calls", "2",
+                        "--json", str(out)],
                        cwd=ROOT, env={**ENV, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads(out.read_text())
@@ -325,6 +326,7 @@ def test_the_latency_benchmark_runs(tmp_path):
     assert res["load"]["failed"] == 0 and res["compare_serving_floor"]["n"] == 3
     assert all(v["ok"] > 0 for v in res["load"]["by_endpoint"].values())  # both /compare and /explore under load
     assert res["functions_only"]["explore"]["n"] == 3
+    assert res["judge_pair"]["n"] == res["judge_vote"]["n"] == 2
 
 
 # ---- a real browser ---------------------------------------------------------------------
