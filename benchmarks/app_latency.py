@@ -5,12 +5,14 @@
     python benchmarks/app_latency.py --url http://127.0.0.1:7860/   # an app that is already running
     python benchmarks/app_latency.py --json reports/app_latency.json
 
-Four measurements (targets in brackets):
+Five measurements (targets in brackets):
 1. /compare, one client, `--calls` sequential calls: p50 [< 150 ms] and p95;
 2. /explore, one client, `--explore-calls` sequential calls with random slider offsets: p50 [< 150 ms];
 3. /interpolate with 16 frames, `--interp-calls` calls: p50 [< 1.5 s] and p95;
 4. `--clients` clients, half calling /compare and half /explore in a loop for `--duration` s:
    failed requests [0], throughput and latency under load;
+5. the Judge tab, `--judge-calls` sequential /judge_pair then /judge_vote (only in an app it launched,
+   whose votes go to a temporary folder);
 and, for scale, the /compare and /explore functions alone in-process, and the "serving floor":
 a Gradio app whose /compare returns two fixed PNGs without any model, through the same client.
 Latency is the full round trip of Client.predict: queue, inference, PNG/GIF encoding and the
@@ -71,7 +73,8 @@ def start_app(args, workdir: Path, gan: str | None, wgan: str | None) -> tuple[s
         port = s.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     cmd = ([str(ROOT / "app.py"), "--gan", gan, "--wgan-gp", wgan, "--host", "127.0.0.1", "--port", str(port),
-            "--concurrency", str(args.concurrency)] if gan else ["-c", FLOOR_APP, str(port)])
+            "--concurrency", str(args.concurrency), "--data-dir", str(workdir / "data"),  # the votes: thrown away
+            "--vote-rate", "100000"] if gan else ["-c", FLOOR_APP, str(port)])
     proc = subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=env, stdout=open(workdir / "app.log", "w"),
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -177,6 +180,7 @@ def main(argv=None) -> int:
     p.add_argument("--interp-calls", type=int, default=10, help="sequential /interpolate calls (16 frames)")
     p.add_argument("--clients", type=int, default=20, help="concurrent clients in the load test")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of the load test")
+    p.add_argument("--judge-calls", type=int, default=20, help="sequential /judge_pair + /judge_vote rounds")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
 
@@ -201,6 +205,13 @@ def main(argv=None) -> int:
                    "interpolate_16": summary(timed(lambda i: c.predict(i, i + 1, 16, "slerp", api_name="/interpolate"),
                                                    args.interp_calls)),
                    "load": load_test(url, args.clients, args.duration)}
+            # votes only into a launched app's throw-away folder, never into a running app's tally
+            if proc and "/judge_vote" in c.view_api(print_info=False, return_format="dict")["named_endpoints"]:
+                tokens = []
+                res["judge_pair"] = summary(timed(lambda i: tokens.append(c.predict(api_name="/judge_pair")[2]),
+                                                  args.judge_calls))
+                res["judge_vote"] = summary(timed(lambda i: c.predict(tokens[i], "tie", api_name="/judge_vote"),
+                                                  args.judge_calls))
             if proc:  # for scale: the function alone (same threads as the app), and Gradio without a model
                 res["functions_only"] = in_process(gan, wgan, args.calls,
                                                    max(1, (os.cpu_count() or 1) // args.concurrency))
@@ -224,6 +235,9 @@ def main(argv=None) -> int:
     print(f"load: {load['clients']} clients × {load['duration_s']} s: {load['ok']} ok, {load['failed']} failed ({by}), "
           f"{load['throughput_rps']:.1f} req/s, p50 {load['latency'].get('p50_ms', float('nan')):.0f} ms, "
           f"p95 {load['latency'].get('p95_ms', float('nan')):.0f} ms")
+    for name in ("judge_pair", "judge_vote"):
+        if res.get(name, {}).get("n"):
+            print(f"/{name:<16} n={res[name]['n']:3d}  p50 {res[name]['p50_ms']:7.1f} ms  p95 {res[name]['p95_ms']:7.1f} ms")
     if "functions_only" in res:
         fn, fl = res["functions_only"], res["compare_serving_floor"]
         for name in ("compare", "explore"):

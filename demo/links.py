@@ -15,7 +15,7 @@ import gradio as gr
 from demo.core import DEFAULT_SEED, check_offsets, check_seed, check_truncation
 from demo.tabs import PRIVATE
 
-TABS = ("compare", "interpolate", "explore", "about")
+TABS = ("compare", "interpolate", "explore", "judge", "about")
 
 
 def _number(text: str) -> float | str:
@@ -110,7 +110,7 @@ def restore_and_link(blocks: gr.Blocks, d, tabs: gr.Tabs, tab_blocks: dict, comp
     tab_blocks["explore"].select(to_explore, explore_in, [tab_now, *explore_out], **PRIVATE, **lane).then(**link_io)
     tab_blocks["compare"].select(to_compare, [explore.seed, explore.trunc, compare.seed, compare.trunc],
                                  [tab_now, *compare_out], **PRIVATE, **lane).then(**link_io)
-    for name in ("interpolate", "about"):
+    for name in [n for n in tab_blocks if n not in ("compare", "explore")]:
         tab_blocks[name].select(lambda n=name: n, None, tab_now, queue=False, **PRIVATE).then(**link_io)
 
     restored = [tabs, tab_now, compare.seed, compare.trunc, explore.seed, explore.trunc, *explore.sliders,

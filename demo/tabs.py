@@ -1,7 +1,8 @@
 """The page's Compare, Interpolate and About tabs, built inside app.py's gr.Blocks.
 
 Each builder lays out one tab and wires its events to a `Demo`; `lane` is the concurrency
-group its work runs in. Only /compare, /interpolate and /explore are public API endpoints.
+group its work runs in. Only /compare, /interpolate and /explore (and the Judge tab's
+/judge_pair, /judge_real_pair and /judge_vote) are public API endpoints.
 """
 from __future__ import annotations
 
@@ -120,9 +121,12 @@ def interpolate_tab(d: Demo, lane: dict) -> None:
                 run_on_click=True, cache_examples=False, **PRIVATE)
 
 
-def about_tab(d: Demo, root: Path) -> None:
+def about_tab(d: Demo, root: Path, beside_metrics=None):
+    """`beside_metrics`, if given, builds more of the tab right after the metrics table (the Judge
+    tally); about_tab returns what it returned."""
     gr.Markdown(ABOUT)
     gr.Markdown("### Evaluation of the loaded checkpoints\n" + metrics_markdown(d.slots))
+    extra = beside_metrics() if beside_metrics is not None else None
     if (root / FD_FIGURE).is_file():
         gr.Markdown("### Quick FD against training time\nEach training run's quick FD (effnet-lite0 features, "
                     "1,000 generated vs 1,000 held-out images, the same latents at every evaluation).")
@@ -135,3 +139,4 @@ def about_tab(d: Demo, root: Path) -> None:
         f"- **{s.title}**: `{shown(s.source)}`" + (f", z_dim {s.generator.z_dim}, "
         f"{sum(p.numel() for p in s.generator.parameters()):,} parameters" if s.generator else " (not loaded)")
         for s in d.slots))
+    return extra

@@ -69,7 +69,8 @@ def server(model_dirs):
     port = _free_port()
     log = open(Path(model_dirs[0]).parent / "app.log", "w+")
     proc = subprocess.Popen([sys.executable, "app.py", "--gan", str(model_dirs[0]), "--wgan-gp", str(model_dirs[1]),
-                             "--host", "127.0.0.1", "--port", str(port)],
+                             "--host", "127.0.0.1", "--port", str(port),
+                             "--data-dir", str(Path(model_dirs[0]).parent / "data")],  # votes: not in the home folder
                             cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 90
@@ -104,7 +105,8 @@ def _img(path) -> np.ndarray:
 
 def test_only_the_documented_endpoints_are_public(client):
     api = client.view_api(print_info=False, return_format="dict")
-    assert set(api["named_endpoints"]) == {"/compare", "/interpolate", "/explore"}
+    assert set(api["named_endpoints"]) == {"/compare", "/interpolate", "/explore", "/judge_pair", "/judge_real_pair",
+                                           "/judge_vote"}  # the Judge tab's: tests/test_votes_app.py
     assert [p["parameter_name"] for p in api["named_endpoints"]["/explore"]["parameters"]] == ["seed", "truncation",
                                                                                             "offsets"]
 
@@ -321,7 +323,8 @@ def test_downloads_hold_generated_and_shown_sizes(demo_fns):
 def test_the_latency_benchmark_runs(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, "benchmarks/app_latency.py", "--calls", "3", "--explore-calls", "3",
-                        "--interp-calls", "1", "--clients", "2", "--duration", "2", "--json", str(out)],
+                        "--interp-calls", "1", "--clients", "2", "--duration", "2", "--judge-calls", "2",
+                        "--json", str(out)],
                        cwd=ROOT, env={**ENV, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads(out.read_text())
@@ -329,6 +332,7 @@ def test_the_latency_benchmark_runs(tmp_path):
     assert res["load"]["failed"] == 0 and res["compare_serving_floor"]["n"] == 3
     assert all(v["ok"] > 0 for v in res["load"]["by_endpoint"].values())  # both /compare and /explore under load
     assert res["functions_only"]["explore"]["n"] == 3
+    assert res["judge_pair"]["n"] == res["judge_vote"]["n"] == 2
 
 
 # ---- a real browser ---------------------------------------------------------------------
