@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# An app started by a test keeps its votes (and vote key) in a throwaway folder, not the user's data folder.
+os.environ.setdefault("ANIMEGAN_DATA_DIR", tempfile.mkdtemp(prefix="animegan-test-data-"))
 
 SHARED_DATA = ROOT.parent / "shared" / "data" / "anime-faces-96.tar"
 
