@@ -46,7 +46,6 @@ from animegan.checkpoint import list_checkpoints, load_generator, load_latest_st
 from animegan.config import PRESETS, TrainConfig
 from animegan.data import DataError, open_image_source
 from animegan.files import write_json
-from animegan.models import Generator
 from animegan.monitor import read_metrics
 
 PHASES = ("split", "smoke", "runs", "select", "export", "score", "cards")
@@ -332,24 +331,18 @@ def phase_export(rel: Release, args) -> None:
             shutil.rmtree(dst, ignore_errors=True)
             shutil.copytree(rel.out / "export" / top, dst)
             exported[model] = top
-    random_init = rel.out / "export" / "random-init"
-    if not random_init.exists():
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            g = Generator().eval()
-        export_generator(g, random_init, extra={"note": "randomly initialised, seed 0: the ceiling every ruler shows"})
     rel.log("export: " + ", ".join(exported))
     rel.mark("export", done=True, exported=exported)
 
 
 def phase_score(rel: Release, args) -> None:
-    """The full evaluation on the test split: every run's selected generator and the random-init ceiling."""
+    """The full evaluation on the test split: every run's selected generator (the evaluation adds the
+    random-init ceiling and the real-vs-real floor)."""
     from eval.evaluate import evaluate
     from eval.report import write_report
 
     runs = [Run(m, s) for s in args.seeds for m in args.models]
     ckpts = [str(rel.out / "export" / r.name) for r in runs if (rel.out / "export" / r.name).is_dir()]
-    ckpts.append(str(rel.out / "export" / "random-init"))
     groups = {m: [r.name for r in runs if r.model == m and (rel.out / "export" / r.name).is_dir()] for m in args.models}
     report, pictures = evaluate(str(rel.data / "test.tar"), ckpts=ckpts, train=str(rel.data / "train.tar"),
                                 n=args.n, rulers=args.rulers.split(","), groups=groups, device=device_type(args.device))

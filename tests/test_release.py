@@ -62,6 +62,7 @@ def test_release_runs_every_phase_and_resumes(faces, tmp_path):
     assert len((out / "curves.jsonl").read_text().splitlines()) == len(curves)
 
 
+@pytest.mark.slow
 def test_release_deadline_stops_the_runs_and_says_where_it_got_to(faces, tmp_path):
     out = tmp_path / "r"
     p = release("--data", faces, "--out", out, "--epochs", "500", "--deadline", "3", "--reserve", "1",
