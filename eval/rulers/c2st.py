@@ -26,7 +26,8 @@ Choices, and why:
 - `paired` trains one classifier per generated set (same split indices and seed for all), then
   bootstraps the held-out images jointly: every round draws the same real rows and the same generated
   rows (the sets share latents row for row) for every model. The spread is that of the held-out
-  sample only; the classifier's own training noise is not in it.
+  sample only; the classifier's own training noise is not in it, and between seeds the accuracy
+  can move by more than the interval's half-width: repeat seeds before trusting a small difference.
 """
 from __future__ import annotations
 
