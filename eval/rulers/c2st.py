@@ -175,6 +175,7 @@ class C2ST(Ruler):
     """Held-out accuracy of a small CNN trained to tell real (1) from generated (0) (Lopez-Paz & Oquab 2017)."""
 
     name = "c2st"
+    sees = "whatever tell a trained classifier finds"
     metrics = (
         Metric("c2st", "C2ST accuracy", "C2ST", "floor", "{:.3f}",
                "held-out accuracy of a small CNN telling real from generated; 0.5 = indistinguishable"),
@@ -223,15 +224,27 @@ class C2ST(Ruler):
         lo, hi = clopper_pearson(k, total)
         return Fit(k / total, lo, hi, r_test, f_test, real_ok, fake_ok, fake_logit, epochs)
 
-    def score(self, ref: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> dict[str, float]:
-        f = self.fit(ref, fake, seed)
+    paired_keys = ("c2st",)  # the interval's ends move with the accuracy; resampling them adds nothing
+
+    def score(self, ref: torch.Tensor, fake: torch.Tensor, seed: int = 0,
+              keys: tuple[str, ...] | None = None) -> dict[str, float]:
+        return self._scores(self.fit(ref, fake, seed))
+
+    @staticmethod
+    def _scores(f: "Fit") -> dict[str, float]:
         return {"c2st": f.accuracy, "c2st_lo": f.lo, "c2st_hi": f.hi}
 
     def paired(self, ref: torch.Tensor, fakes: list[torch.Tensor], rounds: int = 20, seed: int = 0) -> np.ndarray:
-        """rounds × len(fakes) × 3: one classifier per generated set (same split, same seed), then
+        """rounds × len(fakes) × 1: one classifier per generated set (same split, same seed), then
         `bootstrap` of their held-out verdicts."""
+        return self.measure(ref, fakes, rounds, seed)[1]
+
+    def measure(self, ref: torch.Tensor, fakes: list[torch.Tensor], rounds: int = 20,
+                seed: int = 0) -> tuple[list[dict[str, float]], np.ndarray]:
+        """Each set's scores and the paired bootstrap rounds from one classifier per set (trained once)."""
         n = min(len(f) for f in fakes)
-        return bootstrap([self.fit(ref, f[:n], seed) for f in fakes], rounds, seed)
+        fits = [self.fit(ref, f[:n], seed) for f in fakes]
+        return [self._scores(f) for f in fits], bootstrap(fits, rounds, seed)[:, :, :1]
 
 
 def bootstrap(fits: list[Fit], rounds: int = 20, seed: int = 0) -> np.ndarray:

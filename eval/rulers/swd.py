@@ -126,6 +126,7 @@ class SWD(Ruler):
     """Sliced Wasserstein distance of 7×7 Laplacian-pyramid patches at 64, 32 and 16 (Karras et al. 2018)."""
 
     name = "swd"
+    sees = "pixel patches: fine detail and colour"
     metrics = (
         Metric("swd", "SWD (mean of levels)", "SWD", "lower", "{:.1f}",
                "sliced Wasserstein distance of 7×7 patches, mean over pyramid levels 64/32/16 (×10³)", scale=1e3),
@@ -170,7 +171,8 @@ class SWD(Ruler):
                 out[sl, li] = patches(level, pos_t[sl, li, 0], pos_t[sl, li, 1]).to(torch.float16)
         return out
 
-    def score(self, ref: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> dict[str, float]:
+    def score(self, ref: torch.Tensor, fake: torch.Tensor, seed: int = 0,
+              keys: tuple[str, ...] | None = None) -> dict[str, float]:
         """SWD per level between two describe() outputs, both standardised by ref's channel statistics."""
         g = torch.Generator().manual_seed(seed)
         out = {}
