@@ -28,49 +28,59 @@ from .cache import cached_descriptors
 from .evaluate import build_rulers, generate
 
 
-def _append(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+def _save(path: Path, rows: list[dict]) -> None:
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def score_snapshots(snapshots, real, rows_file, rulers=("effnet", "swd", "c2st", "anime"), n: int = 500,
                     labels: dict | None = None, seed: int = 0, device="cpu", cache_dir=None,
                     deadline: float = float("inf"), log=print) -> int:
-    """Score every snapshot not yet in `rows_file` with every ruler; returns how many were scored."""
+    """Score every snapshot with every ruler that has not scored it yet (a ruler added later scores only
+    what it is missing); returns how many snapshots are left unscored (0: all, unless the deadline came
+    first). The file is rewritten atomically after
+    each snapshot: one row per snapshot, plus the real-vs-real floor."""
     rows_file = Path(rows_file)
-    done = {r.get("source") for r in read_metrics(rows_file)}
-    todo = [Path(s) for s in snapshots if str(s) not in done]
-    floor_done = any(r.get("run") == "real-vs-real" for r in read_metrics(rows_file))
-    if not todo and floor_done:
-        return 0
+    rows = read_metrics(rows_file)
+    by_source = {r.get("source"): r for r in rows}
     panel = build_rulers(rulers, "effnet-lite0", None, device, 16, 100)
+    todo = [(Path(s), [r for r in panel if r.metrics[0].key not in by_source.get(str(s), {})]) for s in snapshots]
+    floor = by_source.get("real-vs-real", {})
+    floor_missing = [r for r in panel if r.metrics[0].key not in floor]
+    todo = [(s, missing) for s, missing in todo if missing]
+    if not todo and not floor_missing:
+        return 0
     got = cached_descriptors(real, panel, 2 * n, 64, cache_dir, progress=False)
     n = min(n, len(got.names) // 2)
     perm = np.random.default_rng(seed).permutation(len(got.names))
     ref = {r.name: got.descriptors[r.name][perm[:n]] for r in panel}
-    if not floor_done:
-        floor = {r.name: got.descriptors[r.name][perm[n:2 * n]] for r in panel}
-        row = {"run": "real-vs-real", "source": "real-vs-real", "n": n}
-        for r in panel:
-            row.update(r.score(ref[r.name], floor[r.name], seed=seed))
-        _append(rows_file, row)
+    if floor_missing:
+        if not floor:
+            floor = {"run": "real-vs-real", "source": "real-vs-real", "n": n}
+            rows.append(floor)
+        for r in floor_missing:
+            floor.update(r.score(ref[r.name], got.descriptors[r.name][perm[n:2 * n]], seed=seed))
+        _save(rows_file, rows)
     scored = 0
-    for snap in todo:
+    for snap, missing in todo:
         if time.time() > deadline:
             log(f"curves: deadline reached with {len(todo) - scored} snapshots left to score")
             break
         t = time.perf_counter()
-        info = json.loads((snap / "training_info.json").read_text())
+        row = by_source.get(str(snap))
+        if row is None:
+            info = json.loads((snap / "training_info.json").read_text())
+            row = {**(labels or {}), "source": str(snap), "n": n, **{k: info.get(k) for k in (
+                "step", "epochs", "images_seen", "cpu_seconds", "train_seconds")}}
+            rows.append(row)
         images = generate(load_generator(snap), n, seed, 64)
-        row = {**(labels or {}), "source": str(snap), "n": n, **{k: info.get(k) for k in (
-            "step", "epochs", "images_seen", "cpu_seconds", "train_seconds")}}
-        for r in panel:
+        for r in missing:
             row.update(r.score(ref[r.name], r.describe(images, seed=seed), seed=seed))
-        _append(rows_file, row)
+        _save(rows_file, rows)
         scored += 1
-        log(f"curves: {labels.get('run', '') if labels else ''} step {info.get('step')} scored in "
+        log(f"curves: {row.get('run', '')} step {row.get('step')}: {', '.join(r.name for r in missing)} in "
             f"{time.perf_counter() - t:.0f}s")
-    return scored
+    return len(todo) - scored
 
 
 def curve_metrics(rows: list[dict]) -> list:

@@ -80,32 +80,24 @@ def compare(models: list[Row], rounds: dict, panel, names: list[str], groups: di
 
 
 def summarise(a: str, b: str, by_ruler: dict, panel) -> str:
-    """One sentence: which rulers prefer which model, named by what each ruler sees."""
-    sees = {r.name: f"{r.name} ({getattr(r, 'sees', r.name)})" for r in panel}
-    pro = {m: [sees[r] for r, v in by_ruler.items() if v == m] for m in (a, b)}
-    none = [sees[r] for r, v in by_ruler.items() if v is None]
-    n = len(by_ruler)
+    """One sentence on which rulers prefer which model, and what those rulers look at."""
+    sees = {r.name: getattr(r, "sees", r.name) for r in panel}
+    pro = {m: [r for r, v in by_ruler.items() if v == m] for m in (a, b)}
+    none = [r for r, v in by_ruler.items() if v is None]
     if not pro[a] and not pro[b]:
         return f"No ruler tells {a} and {b} apart at this n: every difference is inside its interval."
     lead, other = (a, b) if len(pro[a]) >= len(pro[b]) else (b, a)
-    parts = [f"{lead} is ahead on {len(pro[lead])} of {n} rulers: {', '.join(pro[lead])}"]
+    parts = [f"{lead} is ahead on {len(pro[lead])} of {len(by_ruler)} rulers ({', '.join(pro[lead])})"]
     if pro[other]:
-        parts.append(f"{other} on {len(pro[other])}: {', '.join(pro[other])}")
+        parts.append(f"{other} on {len(pro[other])} ({', '.join(pro[other])})")
     if none:
         parts.append(f"no clear difference on {', '.join(none)}")
     text = "; ".join(parts) + "."
     if pro[other]:
-        one = len(pro[other]) == 1
-        text += (f" The rulers disagree, so which model is better depends on what is measured: the "
-                 f"{'ruler that sees' if len(pro[lead]) == 1 else 'rulers that see'} {_what(pro[lead])} prefer"
-                 f"{'s' if len(pro[lead]) == 1 else ''} {lead}; the {'ruler that sees' if one else 'rulers that see'} "
-                 f"{_what(pro[other])} prefer{'s' if one else ''} {other}.")
-    else:
-        text += f" Every ruler that tells them apart prefers {lead}."
-    return text
+        return (text + f" The rulers disagree, so which model is better depends on what is measured: {lead} wins on "
+                f"{_and([sees[r] for r in pro[lead]])}; {other} on {_and([sees[r] for r in pro[other]])}.")
+    return text + f" Every ruler that tells them apart prefers {lead}."
 
 
-def _what(named: list[str]) -> str:
-    """'swd (fine detail)', … → 'fine detail and …' (what those rulers see)."""
-    inner = [s[s.index("(") + 1:-1] if "(" in s else s for s in named]
-    return inner[0] if len(inner) == 1 else ", ".join(inner[:-1]) + " and " + inner[-1]
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

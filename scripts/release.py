@@ -289,13 +289,13 @@ def phase_select(rel: Release, args) -> None:
 
     rows_file = rel.out / "curves.jsonl"
     runs = [Run(m, s) for s in args.seeds for m in args.models]
+    left = 0
     for r in runs:
         snaps = snapshots_of(rel, r)
-        if not snaps:
-            continue
-        score_snapshots(snaps, rel.data / "select.tar", rows_file, rulers=args.curve_rulers.split(","), n=args.curve_n,
-                        labels={"run": r.name, "model": r.model, "seed": r.seed}, deadline=rel.deadline,
-                        log=rel.log)
+        if snaps:
+            left += score_snapshots(snaps, rel.data / "select.tar", rows_file, rulers=args.curve_rulers.split(","),
+                                    n=args.curve_n, labels={"run": r.name, "model": r.model, "seed": r.seed},
+                                    deadline=rel.deadline, log=rel.log)
     rows = read_metrics(rows_file)
     best = {}
     for r in runs:
@@ -303,10 +303,9 @@ def phase_select(rel: Release, args) -> None:
         if mine:
             pick = min(mine, key=lambda row: row[args.select_by])
             best[r.name] = {"snapshot": pick["source"], "step": pick["step"], args.select_by: pick[args.select_by]}
-    complete = all(len([x for x in rows if x.get("run") == r.name]) == len(snapshots_of(rel, r)) for r in runs)
     rel.log("select: " + "; ".join(f"{k} step {v['step']} ({args.select_by} {v[args.select_by]:.2f})"
                                    for k, v in best.items()))
-    rel.mark("select", done=complete, best=best, select_by=args.select_by)
+    rel.mark("select", done=left == 0, best=best, select_by=args.select_by)
 
 
 def phase_export(rel: Release, args) -> None:

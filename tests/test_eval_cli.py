@@ -80,22 +80,28 @@ def test_n_larger_than_real_set_and_corrupt_image_warn(sets, tmp_path, capsys):
     real = write_images(tmp_path / "real", 44, seed=4)
     (real / "zz_corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     rc, _, err = run(["--fake", sets["fake"], "--real", real, "--n", "100", "--kid-subsets", "5", "--no-cache",
-                      "--out", tmp_path / "o"], capsys)
+                      "--rulers", "effnet,swd", "--out", tmp_path / "o"], capsys)
     assert rc == 0, err
     assert "skipped 1 unreadable" in err and "fewer than 2×--n=200" in err and "using n=22" in err
     rep = json.loads((tmp_path / "o" / "report.json").read_text())
     assert rep["protocol"]["n"] == 22 and rep["real"]["skipped"] == 1 and rep["warnings"]
+    # every ruler of the panel scores every row, the floor and the ceiling too, each with its paired spread
+    assert rep["protocol"]["rulers"] == ["effnet", "swd"]
+    for row in rep["models"] + [rep["baseline"], rep["ceiling"]]:
+        assert {"swd", "swd_64", "swd_32", "swd_16", "swd_std", "fid", "fid_std"} <= set(row["metrics"])
+    assert rep["ceiling"]["metrics"]["swd"] > 2 * rep["baseline"]["metrics"]["swd"]
+    assert rep["verdict"] is None  # one image set: nothing to compare it with
 
 
 def test_selection_overlap_warns(sets, tmp_path):
     from animegan.data import open_image_source
     from animegan.data import image_ids
-    from eval.evaluate import _overlap, _selection
+    from eval.evaluate import Candidate, _overlap, _selection
     real_names = [e[0] for e in open_image_source(sets["real"]).entries]
     torch.manual_seed(1)
     info = {"selection": {"source": "select.tar", "n": 4, "image_ids": image_ids(real_names[:4])}}
     export_generator(Generator(ngf=8), tmp_path / "chosen", extra=info)
-    spec = {"name": "chosen", "selection": _selection(str(tmp_path / "chosen"))}
+    spec = Candidate("chosen", "generator", str(tmp_path / "chosen"), selection=_selection(str(tmp_path / "chosen")))
     assert _selection(str(sets["gen"])) is None  # no record: nothing to check
     notes = []
     used = set(image_ids([Path(n).stem + ".webp" for n in real_names[:40]]))  # ids ignore the format
@@ -134,6 +140,8 @@ def test_bad_input_is_one_line_and_exit_2(sets, tmp_path, capsys):
     one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--features", "nope", *base], capsys),
                    "unknown feature extractor")
     one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--n", "5", *base[:4]], capsys), "--n")
+    one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], *base, "--rulers", "effnet,ruler9"], capsys),
+                   "unknown ruler 'ruler9'")
     one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], "--exclude", tmp_path / "gone", *base],
                         capsys), "gone")
     one_line_error(*run(["--fake", sets["fake"], "--real", sets["real"], *base, "--fid-spread", "1"], capsys),

@@ -175,7 +175,7 @@ class C2ST(Ruler):
     """Held-out accuracy of a small CNN trained to tell real (1) from generated (0) (Lopez-Paz & Oquab 2017)."""
 
     name = "c2st"
-    sees = "whatever tell a trained classifier finds"
+    sees = "any tell a trained classifier finds"
     metrics = (
         Metric("c2st", "C2ST accuracy", "C2ST", "floor", "{:.3f}",
                "held-out accuracy of a small CNN telling real from generated; 0.5 = indistinguishable"),

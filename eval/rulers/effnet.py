@@ -31,7 +31,7 @@ KID = Metric("kid", "KID", "KID×10³ ↓", "lower", "{:.2f}", "kernel (MMD²) d
 class FeatureRuler(Ruler):
     """FD (and KID) of the features of a named extractor; `describe` is the extractor, cached per image."""
 
-    sees = "ImageNet features"
+    sees = "ImageNet object features"
     metrics = (FID, KID)
     paired_keys = ("fid",)  # KID already averages 100 subsets; resampling it again costs more than it tells
 

@@ -126,7 +126,7 @@ class SWD(Ruler):
     """Sliced Wasserstein distance of 7×7 Laplacian-pyramid patches at 64, 32 and 16 (Karras et al. 2018)."""
 
     name = "swd"
-    sees = "pixel patches: fine detail and colour"
+    sees = "pixel statistics (fine detail, colour)"
     metrics = (
         Metric("swd", "SWD (mean of levels)", "SWD", "lower", "{:.1f}",
                "sliced Wasserstein distance of 7×7 patches, mean over pyramid levels 64/32/16 (×10³)", scale=1e3),
