@@ -474,7 +474,8 @@ def main(argv=None) -> int:
     try:
         for phase in PHASES[:PHASES.index(args.until) + 1]:
             trained = {r: s.get("step") for r, s in sorted(rel.status.get("runs", {}).items())}
-            if rel.done(phase) and rel.status["phases"][phase].get("trained", trained) == trained and phase != "runs":
+            if rel.done(phase) and rel.status["phases"][phase].get("trained", trained) == trained and \
+                    phase not in ("runs", "select"):  # both pick up what is new themselves (runs, snapshots, rulers)
                 continue  # done, and the runs have not moved since
             if rel.left() <= 0:
                 rel.log(f"deadline reached before {phase}: rerun the same command to continue")
