@@ -699,6 +699,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.n < 4:
                 raise EncoderError("--n must be ≥ 4")
+            if Path(args.data).name.split(".")[0].lower() == "train":
+                print(f"warning: {args.data} looks like the training split; the encoder has seen those faces, "
+                      f"so retrieval there flatters it (use data/select.tar)", file=sys.stderr)
             res = validate(args.weights, args.data, n=args.n, seed=args.seed)
             _print_validation(res)
             if args.json:
