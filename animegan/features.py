@@ -7,6 +7,11 @@
   input scaling (x − 127) / 128; 1280-d globally pooled features of images resized to 224×224.
   docs/evaluation.md gives the evidence for this variant; tests/test_eval_features.py fails if it
   is swapped.
+- ``anime-encoder`` (alias ``anime``, offline): the small CNN of ``animegan.encoder``, trained
+  self-supervised (SimCLR) on the training split's faces; D-d globally pooled features of 64×64
+  input, weights from ``checkpoints/anime-encoder/`` (``weights_path``: another folder). The
+  ``anime`` ruler's feature space (Morozov et al. 2021: self-supervised features judge GANs
+  more like people do).
 - ``inception`` — torch-fidelity's ``inception-v3-compat`` (2048-d pool3), the space papers report
   FID in (Heusel et al. 2017). Its weights download on first use into the torch hub cache;
   ``weights_path`` (CLI: ``--inception-weights``) uses a local copy instead.
@@ -46,6 +51,7 @@ from torch_fidelity.metric_fid import (
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
+from . import encoder as anime_encoder
 from .files import sha256_file
 from .monitor import track
 
@@ -165,6 +171,59 @@ def build_effnet_lite0(device: str | torch.device = "cpu", weights_path=None) ->
     return EffNetLite0(EFFNET, ["pool"], weights_path).to(device)
 
 
+ANIME = "anime-encoder"
+
+
+class AnimeEncoder(FeatureExtractorBase):
+    """torch-fidelity feature extractor: 'pool', the D-d representation of `animegan.encoder`.
+
+    uint8 B×3×H×W in (resized to the encoder's 64×64 when needed, then scaled as in its training),
+    fp32 features out, eval mode. `feature_extractor_weights_path`: a weights folder (config.json
+    beside model.safetensors) or its .safetensors file; default the shipped checkpoints/anime-encoder."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        try:
+            model = anime_encoder.load_encoder(feature_extractor_weights_path)
+        except anime_encoder.EncoderError as e:
+            raise FeatureError(str(e)) from None
+        self.model = model.to(memory_format=torch.channels_last)  # fp32 all the same; faster on CPU (oneDNN)
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x):
+        x = self.model.preprocess(x).contiguous(memory_format=torch.channels_last)  # checks uint8 B×3×H×W
+        return (self.model(x).float(),)  # B×D
+
+    @classmethod
+    def identity(cls, weights_path=None) -> dict:
+        """Weights sha256, architecture and input handling: what fixes this extractor's numbers."""
+        try:
+            return anime_encoder.identity(weights_path)
+        except anime_encoder.EncoderError as e:
+            raise FeatureError(str(e)) from None
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("pool",)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"fid": "pool", "kid": "pool", "prc": "pool"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
+
+
+if ANIME not in FEATURE_EXTRACTORS_REGISTRY:
+    torch_fidelity.register_feature_extractor(ANIME, AnimeEncoder)
+
+
 @contextlib.contextmanager
 def exact_matmul():
     """TF32 off while features are extracted: real and generated features must come out of the same
@@ -211,7 +270,7 @@ def frechet_distance(feats_a, feats_b) -> float:
 # ---- every extractor by name -----------------------------------------------------------------
 
 INCEPTION = "inception-v3-compat"
-ALIASES = {"inception": INCEPTION, "effnet": EFFNET}
+ALIASES = {"inception": INCEPTION, "effnet": EFFNET, "anime": ANIME}
 INCEPTION_URL_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's release asset name
 
 
