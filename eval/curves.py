@@ -84,24 +84,31 @@ def score_snapshots(snapshots, real, rows_file, rulers=("effnet", "swd", "c2st",
 
 
 def curve_metrics(rows: list[dict]) -> list:
-    """The panel metrics present in the rows, in panel order."""
-    from .rulers import RULERS
+    """The headline metric of every ruler present in the rows, in panel order."""
+    from .rulers import known_rulers, ruler_class
     have = {k for r in rows for k in r}
-    return [m for cls in RULERS.values() for m in cls.metrics if m.key in have]
+    heads = [ruler_class(name).metrics[0] for name in ("effnet", "swd", "c2st", "anime", *known_rulers())
+             if name in known_rulers() and ruler_class(name).metrics]
+    return list({m.key: m for m in heads if m.key in have}.values())
 
 
 def mean_spread(rows: list[dict], model: str, key: str, x: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Per step of a model: x (mean over seeds), the metric's mean and std over seeds, and the seed count."""
-    by_step: dict[int, list[dict]] = {}
-    for r in rows:
-        if r.get("model") == model and r.get(key) is not None and r.get(x) is not None:
-            by_step.setdefault(r["step"], []).append(r)
-    steps = sorted(s for s, rs in by_step.items() if len(rs) == max(len(v) for v in by_step.values()))
-    xs = np.array([np.mean([r[x] for r in by_step[s]]) for s in steps])
-    ys = [np.array([r[key] for r in by_step[s]], dtype=float) for s in steps]
+    """Per snapshot step that every seed of a model has, and at the end of the runs (each seed's last
+    snapshot: budgets in time end at slightly different steps): x (mean over seeds), the metric's mean
+    and std over seeds, and the seed count."""
+    mine = [r for r in rows if r.get("model") == model and r.get(key) is not None and r.get(x) is not None]
+    runs = {r["run"] for r in mine}
+    last = {run: max(r["step"] for r in mine if r["run"] == run) for run in runs}
+    by_step: dict = {}
+    for r in mine:
+        by_step.setdefault(r["step"], []).append(r)
+    groups = [rs for s, rs in sorted(by_step.items()) if len(rs) == len(runs) and s < min(last.values())]
+    groups.append([r for r in mine if r["step"] == last[r["run"]]])
+    xs = np.array([np.mean([r[x] for r in g]) for g in groups])
+    ys = [np.array([r[key] for r in g], dtype=float) for g in groups]
     mean = np.array([y.mean() for y in ys])
     std = np.array([y.std(ddof=1) if len(y) > 1 else 0.0 for y in ys])
-    return xs, mean, std, max((len(y) for y in ys), default=0)
+    return xs, mean, std, len(runs)
 
 
 def plot_curves(rows: list[dict], path, title: str = "") -> None:
@@ -132,7 +139,7 @@ def plot_curves(rows: list[dict], path, title: str = "") -> None:
             if floor.get(m.key) is not None:
                 ax.axhline(floor[m.key] * m.scale, ls="--", c="grey", lw=1, label="real vs real")
             ax.set_xlabel(unit, fontsize=8)
-            ax.set_title(m.title, fontsize=9)
+            ax.set_title(m.title + (" ×10³" if m.scale == 1e3 and "×" not in m.title else ""), fontsize=9)
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=7)
     axes[0][0].legend(fontsize=7)

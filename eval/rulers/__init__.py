@@ -94,10 +94,9 @@ def known_rulers() -> list[str]:
     return sorted(set(RULERS) | mods)
 
 
-def get_ruler(name: str, **settings) -> Ruler:
-    """A ruler by name (importing eval.rulers.NAME when it is not registered yet), built with the
-    settings its constructor takes (device, batch_size, …; others are ignored). KeyError names the
-    known rulers."""
+def ruler_class(name: str) -> type[Ruler]:
+    """A ruler's class by name, importing eval.rulers.NAME when it is not registered yet; KeyError names
+    the known rulers."""
     if name not in RULERS:
         try:
             importlib.import_module(f"{__name__}.{name}")
@@ -106,6 +105,12 @@ def get_ruler(name: str, **settings) -> Ruler:
                 raise  # the ruler's module exists but one of its own imports is missing
     if name not in RULERS:
         raise KeyError(f"unknown ruler {name!r}; known: {', '.join(known_rulers())}")
-    cls = RULERS[name]
+    return RULERS[name]
+
+
+def get_ruler(name: str, **settings) -> Ruler:
+    """A ruler by name, built with the settings its constructor takes (device, batch_size, …; others are
+    ignored). KeyError names the known rulers."""
+    cls = ruler_class(name)
     takes = inspect.signature(cls).parameters
     return cls(**{k: v for k, v in settings.items() if k in takes and v is not None})

@@ -10,41 +10,30 @@ Inception does; this ruler is the project's version of that, beside the ImageNet
     ref = ruler.describe(real_uint8)                  # N×D float32 encoder features (cacheable)
     ruler.score(ref, ruler.describe(fake_uint8))      # {"fd_anime": …}
 
-FD is Heusel et al.'s (2017) Fréchet distance, computed exactly (`eval.metrics._fd_exact`). No KID:
+FD is Heusel et al.'s (2017) Fréchet distance, computed exactly (`eval.metrics.fd_exact`, as the effnet ruler does). No KID:
 torch-fidelity's 100 subsets cost seconds per call, and `paired` calls `score` 20 times per set.
 """
 from __future__ import annotations
 
 import torch
 
-from animegan.features import ANIME, extract, get_extractor, identity
-from eval.metrics import _fd_exact, _t
-from eval.rulers import Ruler, register
+from animegan.features import ANIME
+from eval.rulers import register
+from eval.rulers.effnet import FeatureRuler
 from eval.schema import Metric
+
+FD_ANIME = Metric("fd_anime", "FD (anime encoder)", "FD anime ↓", "lower", "{:.3f}",
+                  "Fréchet distance in the features of an encoder trained self-supervised on anime faces")
 
 
 @register
-class AnimeRuler(Ruler):
-    """Encoder features per image; FD between two sets of them."""
+class AnimeRuler(FeatureRuler):
+    """Encoder features per image (cached for real images); FD between two sets of them."""
 
     name = "anime"
-    metrics = (
-        Metric("fd_anime", "FD (anime encoder)", "FD anime ↓", "lower", "{:.3f}",
-               "Fréchet distance in the features of an encoder trained self-supervised on anime faces"),
-    )
-    cache_real = True
+    sees = "anime-face features"
+    metrics = (FD_ANIME,)
+    paired_keys = ("fd_anime",)
 
     def __init__(self, weights_path=None, device: str | torch.device = "cpu", batch_size: int = 128):
-        self.weights_path, self.device, self.batch_size = weights_path, device, batch_size
-
-    def identity(self) -> dict:
-        return {"ruler": self.name, "features": identity(ANIME, self.weights_path, self.device),
-                "score": "exact FD, float64"}
-
-    def describe(self, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        """uint8 N×3×H×W → N×D float32; row i depends on image i alone (eval mode: no batch statistics)."""
-        ext = get_extractor(ANIME, self.weights_path, self.device)
-        return extract(images, ext, batch_size=self.batch_size)
-
-    def score(self, ref: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> dict[str, float]:
-        return {"fd_anime": _fd_exact(_t(ref), _t(fake))}
+        super().__init__(ANIME, weights_path, device, batch_size)

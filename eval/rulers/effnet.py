@@ -50,7 +50,7 @@ class FeatureRuler(Ruler):
 
     def score(self, ref: torch.Tensor, fake: torch.Tensor, seed: int = 0,
               keys: tuple[str, ...] | None = None) -> dict[str, float]:
-        out = {"fid": mt.fd_exact(ref, fake)}
+        out = {self.metrics[0].key: mt.fd_exact(ref, fake)}
         if "kid" in (keys or [m.key for m in self.metrics]):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # small-n subset warning: the report says n
