@@ -229,6 +229,20 @@ class SanityResult:
                    curves=[Curve.from_dict(c) for c in d["curves"]], rulers=dict(d.get("rulers", {})),
                    notes=list(d.get("notes", [])), seconds=float(d.get("seconds", 0.0)))
 
+    def merge(self, other: "SanityResult") -> "SanityResult":
+        """This result with another run's rulers added (same real faces, seed and disturbances): a ruler
+        added to the panel later is run alone and joined to the curves already measured."""
+        if (other.seed, other.n_ref, other.n_test) != (self.seed, self.n_ref, self.n_test):
+            raise UsageError("can only merge sanity results of the same real faces, n and seed")
+        clash = set(self.rulers) & set(other.rulers)
+        if clash:
+            raise UsageError(f"both sanity results hold the ruler(s) {', '.join(sorted(clash))}")
+        dists = {d["name"]: d for d in self.disturbances}
+        dists.update({d["name"]: d for d in other.disturbances if d["name"] not in dists})
+        return SanityResult(self.seed, self.n_ref, self.n_test, self.metrics + other.metrics, list(dists.values()),
+                            self.curves + other.curves, {**self.rulers, **other.rulers}, self.notes + other.notes,
+                            self.seconds + other.seconds)
+
     # -- lookups
 
     def metric(self, key: str) -> dict:
@@ -589,6 +603,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--size", type=int, default=64, help="image side (default 64)")
     ap.add_argument("--cache-dir", default=None, help="descriptor cache (default: the evaluation's feature cache)")
     ap.add_argument("--no-cache", action="store_true", help="neither read nor write descriptors")
+    ap.add_argument("--add-to", metavar="SANITY_JSON",
+                    help="an earlier result of the same real faces: run only --rulers and write both together")
     ap.add_argument("--device", default=None, help="passed to rulers that take a device")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return ap.parse_args(argv)
@@ -619,6 +635,14 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     result.notes.append(f"real faces: the first {2 * args.n} of {args.real}, split with seed {args.seed}")
+    if args.add_to:
+        try:
+            earlier = SanityResult.from_dict(json.loads(Path(args.add_to).read_text()))
+            result = earlier.merge(result)
+        except (OSError, ValueError, KeyError, UsageError) as e:
+            print(f"error: --add-to {args.add_to}: {e}", file=sys.stderr)
+            return 2
+        result.notes = list(dict.fromkeys(result.notes))
     paths = write_result(result, args.out)
     print(format_markdown(result).split("## The curves")[0].rstrip())
     print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
