@@ -488,3 +488,17 @@ def test_stand_in_ruler_rises_with_blur_and_noise_on_real_faces():
     ref, test = sn.split_real(load_images(SHARED_DATA, size=64, limit=400).images, n=200, seed=0)
     result = sn.run_suite([ThumbRuler()], ref, test, disturbances=["blur", "noise"])
     assert result.failures() == []
+
+
+def test_a_ruler_run_later_merges_into_an_earlier_result():
+    ref, test = sn.split_real(synth(60, seed=2), n=30, seed=0)
+    kw = {"disturbances": ["blur"], "strengths": {"blur": [1.0, 2.0]}}
+    both = sn.run_suite([ThumbRuler(), GreyRuler()], ref, test, **kw)
+    merged = sn.run_suite([ThumbRuler()], ref, test, **kw).merge(sn.run_suite([GreyRuler()], ref, test, **kw))
+    assert set(merged.rulers) == {"thumb", "grey"} and len(merged.curves) == len(both.curves) == 2
+    assert {(c.ruler, tuple(c.values)) for c in merged.curves} == {(c.ruler, tuple(c.values)) for c in both.curves}
+    assert sn.translate(merged, "grey_fd", both.curve("grey_fd", "blur").values[1])[0].strength == pytest.approx(1.0)
+    with pytest.raises(sn.UsageError, match="both sanity results hold"):
+        merged.merge(sn.run_suite([GreyRuler()], ref, test, **kw))
+    with pytest.raises(sn.UsageError, match="same real faces"):
+        merged.merge(sn.run_suite([GreyRuler()], ref[:20], test[:20], **kw))
