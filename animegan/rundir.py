@@ -6,9 +6,9 @@
     run.promote_if_best(generator, info, fd)   # the one rule for generator_best/
 
 The best-export rule lives here once: a generator becomes `generator_best/` only when its quick FD
-beats the one recorded *on disk* there. The trainer and `scripts/release.py` both call it, and
-because the rule reads the folder, not a copy in memory, a run that crashed and resumed from an
-older checkpoint can never replace a better export with a worse one.
+beats the one recorded *on disk* there. The trainer calls it, and because the rule reads the
+folder, not a copy in memory, a run that crashed and resumed from an older checkpoint can never
+replace a better export with a worse one.
 """
 from __future__ import annotations
 
@@ -25,14 +25,13 @@ BEST_KEY = "fd_effnet_lite0"  # the quick FD in a best export's training_info.js
 
 class RunDir:
     # Everything a run writes; `--no-resume --overwrite` removes exactly these.
-    FILES = ("config.json", "metrics.jsonl", "fd_posthoc.jsonl", "loss.png", "checkpoints", "samples",
+    FILES = ("config.json", "metrics.jsonl", "loss.png", "checkpoints", "samples",
              "snapshots", "generator", "generator_best")
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.config = self.path / "config.json"
         self.metrics = self.path / "metrics.jsonl"
-        self.posthoc = self.path / "fd_posthoc.jsonl"  # quick FD of checkpoints scored after training
         self.loss_plot = self.path / "loss.png"
         self.samples = self.path / "samples"
         self.snapshots = self.path / "snapshots"  # EMA generator exports every --snapshot-every steps

@@ -70,8 +70,7 @@ def figures(args) -> None:
     unit, per = ("hours", 3600) if longest > 7200 else ("minutes", 60)
     for run, name in zip(runs, names):
         cfg = json.loads((run / "config.json").read_text())
-        pts = {r["step"]: r for r in read_metrics(run / "fd_posthoc.jsonl")}
-        pts.update({r["step"]: r for r in read_metrics(run / "metrics.jsonl") if "fd" in r})
+        pts = {r["step"]: r for r in read_metrics(run / "metrics.jsonl") if "fd" in r}
         pts = sorted(pts.values(), key=lambda r: r["step"])
         if not pts:
             continue
