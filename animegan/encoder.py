@@ -314,7 +314,7 @@ class TrainSettings:
     """What fixes the trained weights (checked on resume), and how this session runs."""
     data: str
     out: str
-    epochs: int = 12
+    epochs: int = 8
     seed: int = 0
     batch_size: int = 256   # images per step (2 views each)
     lr: float = 2e-3        # AdamW at batch 256, cosine to zero after a 5 % linear warm-up
