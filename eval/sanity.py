@@ -164,16 +164,31 @@ class Curve:
     better: str
     strengths: list[float]
     values: list[float]
+    limit: float | None = None  # the metric's farthest possible value (Metric.limit)
 
     @property
     def badness(self) -> np.ndarray:
         return badness(self.values, self.better)
 
     @property
+    def saturated(self) -> np.ndarray:
+        """Per strength: the value sits at the metric's limit (within 1 % of the way there), where it
+        cannot rise any more — a classifier that already separates the sets cannot separate them more."""
+        if self.limit is None:
+            return np.zeros(len(self.values), dtype=bool)
+        b, top = self.badness, float(badness([self.limit], self.better, floor=self.values[0])[0])
+        return b >= top - 0.01 * (top - b[0]) if top > b[0] else np.zeros(len(b), dtype=bool)
+
+    @property
     def increasing(self) -> bool:
-        """Strictly farther from real faces at every step."""
-        b = self.badness
-        return bool(np.all(np.isfinite(b)) and np.all(np.diff(b) > 0))
+        """Strictly farther from real faces at every step, until the metric reaches its limit and
+        stays there."""
+        b, sat = self.badness, self.saturated
+        if not np.all(np.isfinite(b)) or sat[0]:
+            return False
+        rising = np.diff(b) > 0
+        return bool(np.all(rising | (sat[1:] & sat[:-1])) and np.all(sat[np.argmax(sat):]) if sat.any()
+                    else np.all(rising))
 
     @property
     def rho(self) -> float | None:
@@ -182,12 +197,12 @@ class Curve:
     def to_dict(self) -> dict:
         return {"ruler": self.ruler, "metric": self.metric, "disturbance": self.disturbance, "better": self.better,
                 "strengths": list(self.strengths), "values": [_finite(v) for v in self.values],
-                "increasing": self.increasing, "spearman": self.rho}
+                "limit": self.limit, "increasing": self.increasing, "spearman": self.rho}
 
     @classmethod
     def from_dict(cls, d: dict) -> Curve:
         return cls(d["ruler"], d["metric"], d["disturbance"], d["better"], [float(s) for s in d["strengths"]],
-                   [math.nan if v is None else float(v) for v in d["values"]])
+                   [math.nan if v is None else float(v) for v in d["values"]], d.get("limit"))
 
 
 def _finite(v: float) -> float | None:
@@ -387,7 +402,8 @@ def run_suite(rulers: Sequence[Ruler], ref_images: torch.Tensor, test_images: to
             say(f"{d.name} {d.label(s)}: {time.perf_counter() - t1:.1f}s")
         for i, r in enumerate(rulers):
             for j, m in enumerate(r.metrics):
-                curves.append(Curve(names[i], m.key, d.name, m.better, [0.0] + ss, [row[j] for row in rows[i]]))
+                curves.append(Curve(names[i], m.key, d.name, m.better, [0.0] + ss, [row[j] for row in rows[i]],
+                                    m.limit))
 
     idents: dict[str, dict | None] = {}
     for n_, r in zip(names, rulers):
@@ -396,7 +412,7 @@ def run_suite(rulers: Sequence[Ruler], ref_images: torch.Tensor, test_images: to
         except NotImplementedError:
             idents[n_] = None
     metrics = [{"ruler": n_, "key": m.key, "name": m.name, "title": m.title, "better": m.better, "fmt": m.fmt,
-                "scale": m.scale} for n_, r in zip(names, rulers) for m in r.metrics]
+                "scale": m.scale, "limit": m.limit} for n_, r in zip(names, rulers) for m in r.metrics]
     infos = [{**d.info(), "strengths": ss} for d, ss in plan]
     return SanityResult(seed=seed, n_ref=len(ref_images), n_test=len(test_images), metrics=metrics,
                         disturbances=infos, curves=curves, rulers=idents, seconds=time.perf_counter() - t0)
@@ -451,17 +467,24 @@ def translate(result: SanityResult, ruler_metric_key: str, value: float, prefer:
     for c in curves:
         info = result.disturbance(c.disturbance)
         b = float(badness([value], m["better"], floor=c.values[0])[0])
-        curve_b = c.badness
+        curve_b, strengths, sat = c.badness, c.strengths, c.saturated
+        if sat.any():  # read the rising part only: up to the first strength at the metric's limit
+            top = int(np.argmax(sat))
+            curve_b, strengths = curve_b[:top + 1], strengths[:top + 1]
         if not math.isfinite(b):
             raise ValueError(f"cannot translate a non-finite value {value!r}")
         if b <= curve_b[0]:
             status, s, label, phrase = "floor", 0.0, "", FLOOR_PHRASE
+        elif sat.any() and b >= curve_b[-1]:
+            s = strengths[-1]
+            status, label = "beyond", _label(info, s)
+            phrase = f"at least as far from real faces as {_phrase(info, s)} (where {m['title']} reaches its limit)"
         elif b > curve_b[-1]:
             s = c.strengths[-1]
             status, label = "beyond", _label(info, s)
             phrase = f"farther from real faces than {_phrase(info, s)} (the strongest tested)"
         else:
-            s = float(np.interp(b, curve_b, c.strengths))
+            s = float(np.interp(b, curve_b, strengths))
             status, label = "within", _label(info, s)
             phrase = f"as far from real faces as {_phrase(info, s)}"
         out.append(Equivalent(c.ruler, c.metric, c.disturbance, status, s, label, phrase,

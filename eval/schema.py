@@ -33,6 +33,7 @@ class Metric(NamedTuple):
     meaning: str  # one line for people
     spread: str | None = None  # key of the value's standard error, shown as "± s" beside it
     scale: float = 1.0         # shown value = stored value × scale (KID is shown ×10³)
+    limit: float | None = None  # the value farthest from real faces it can take (C2ST: accuracy 1.0)
 
 
 @dataclass

@@ -32,13 +32,14 @@ def _faces(d: Path, n: int = 48, seed: int = 0) -> Path:
 
 
 def _settings(data, out, **kw) -> enc.TrainSettings:
-    kw = {"epochs": 4, "batch_size": 8, "precision": "fp32", "encoder": TINY, "progress": False, **kw}
+    kw = {"epochs": 6, "batch_size": 16, "precision": "fp32", "encoder": TINY, "progress": False, **kw}
     return enc.TrainSettings(str(data), str(out), **kw)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(data folder, weights folder, training_info) of a tiny encoder trained for 4 short epochs."""
+    """(data folder, weights folder, training_info) of a tiny encoder trained for 6 short epochs (batch 16: at
+    batch 8 the loss of 48 mosaics hovers at chance, ln 15, and a falling loss is luck)."""
     root = tmp_path_factory.mktemp("anime_encoder")
     data = _faces(root / "train")
     info = enc.train(_settings(data, root / "enc"))
@@ -93,8 +94,9 @@ def test_augment_never_changes_colour():
 def test_training_lowers_loss_and_writes_loadable_files(trained):
     _, out, info = trained
     losses = [row["loss"] for row in info["history"]]
-    assert len(losses) == 4 and losses[-1] < losses[0]
-    assert info["complete"] and info["steps"] == info["steps_total"] == 4 * (48 // 8)
+    assert len(losses) == 6 and losses[-1] < losses[0] - 0.25, losses
+    assert np.mean(losses[3:]) < np.mean(losses[:3])
+    assert info["complete"] and info["steps"] == info["steps_total"] == 6 * (48 // 16)
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "training_info.json"]
     on_disk = json.loads((out / "training_info.json").read_text())
     assert on_disk["data"]["images"] == 48 and on_disk["seed"] == 0 and on_disk["final_loss"] == losses[-1]
@@ -108,8 +110,8 @@ def test_training_lowers_loss_and_writes_loadable_files(trained):
 def test_resume_continues_where_it_stopped(trained, tmp_path):
     data, full, _ = trained
     out = tmp_path / "enc"
-    part = enc.train(_settings(data, out, stop_at=9))  # mid-epoch
-    assert not part["complete"] and part["steps"] == 9
+    part = enc.train(_settings(data, out, stop_at=7))  # mid-epoch
+    assert not part["complete"] and part["steps"] == 7
     assert (out / enc.STATE).exists() and enc.load_encoder(out) is not None  # usable weights while unfinished
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))  # atomic writes leave no temporary files
     done = enc.train(_settings(data, out))
@@ -195,7 +197,7 @@ def test_anime_ruler_scores(trained):
     fd_blur = ruler.score(ref[:24], blurred)["fd_anime"]
     assert fd_blur > 2 * floor, (fd_blur, floor)
     assert [m.key for m in ruler.metrics] == ["fd_anime"]
-    assert ruler.identity()["features"]["network"]["weights_sha256"] == \
+    assert ruler.identity()["network"]["weights_sha256"] == \
         features.identity("anime", out)["network"]["weights_sha256"]
     rounds = ruler.paired(ref, [ref, blurred.repeat(2, 1)], rounds=3)
     assert rounds.shape == (3, 2, 1)

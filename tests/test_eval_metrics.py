@@ -153,17 +153,6 @@ def test_fd_spread_is_the_sampling_noise_of_fd():
     assert dv.fd_spread(*pair(1600), rounds=20)["fid_std"] < 0.9 * np.mean(est)  # less noise at larger n
 
 
-def test_fid_intervals_overlap_sentence():
-    from eval.report import fid_overlaps
-    rows = [{"name": "a", "metrics": {"fid": 10.0, "fid_std": 1.0}},
-            {"name": "b", "metrics": {"fid": 12.0, "fid_std": 1.0}},
-            {"name": "c", "metrics": {"fid": 30.0, "fid_std": 0.5}}]
-    out = fid_overlaps(rows)
-    assert len(out) == 3
-    assert "a (10.0 ± 2.0) vs b" in out[0] and "intervals overlap" in out[0]
-    assert "do not overlap" in out[1] and "do not overlap" in out[2]
-
-
 def test_vendi_counts_distinct_points():
     g = torch.Generator().manual_seed(0)
     for k in (1, 3, 7):

@@ -442,6 +442,29 @@ def test_translate_reads_higher_and_floor_metrics():
     assert sn.translate(res, "acc", 0.5)[0].status == "floor"
 
 
+def test_a_bounded_metric_rises_until_its_limit():
+    c = lambda values, limit=1.0: sn.Curve("r", "acc", "noise", "floor", [0, 0.05, 0.1, 0.2], values, limit)  # noqa: E731
+    assert c([0.5, 0.8, 1.0, 1.0]).increasing               # certain at 0.1: cannot rise at 0.2
+    assert c([0.5, 0.8, 0.998, 1.0]).increasing             # within 1 % of the way to the limit counts as there
+    assert not c([0.5, 0.8, 1.0, 1.0], limit=None).increasing  # an unbounded metric must rise at every step
+    assert not c([0.5, 0.8, 0.8, 1.0]).increasing           # flat below the limit
+    assert not c([0.5, 1.0, 0.9, 1.0]).increasing           # leaves the limit again
+    assert not c([1.0, 1.0, 1.0, 1.0]).increasing           # at the limit from the floor: sees nothing rise
+    assert c([0.5, 0.8, 1.0, 1.0]).saturated.tolist() == [False, False, True, True]
+    assert sn.Curve.from_dict(c([0.5, 0.8, 1.0, 1.0]).to_dict()).limit == 1.0
+
+
+def test_translate_reads_a_saturating_curve_up_to_its_limit():
+    res = hand_made()
+    res.curves[-1] = sn.Curve("r", "acc", "blur", "floor", [0, 0.5, 1.0, 2.0], [0.5, 0.7, 1.0, 1.0], 1.0)
+    (a,) = sn.translate(res, "acc", 0.85)  # half-way from 0.7 (σ 0.5) to 1.0 (σ 1)
+    assert a.status == "within" and a.strength == pytest.approx(0.75)
+    (top,) = sn.translate(res, "acc", 1.0)  # certain: at least the first strength that made it certain
+    assert top.status == "beyond" and top.strength == 1.0
+    assert top.phrase == ("at least as far from real faces as real faces blurred with σ = 1.0 px "
+                          "(where acc reaches its limit)")
+
+
 def test_translate_names_the_ruler_when_keys_clash():
     res = hand_made(extra_ruler=True)
     with pytest.raises(KeyError, match="name one as RULER:fd"):

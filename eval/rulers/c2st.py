@@ -178,11 +178,12 @@ class C2ST(Ruler):
     sees = "any tell a trained classifier finds"
     metrics = (
         Metric("c2st", "C2ST accuracy", "C2ST", "floor", "{:.3f}",
-               "held-out accuracy of a small CNN telling real from generated; 0.5 = indistinguishable"),
+               "held-out accuracy of a small CNN telling real from generated; 0.5 = indistinguishable",
+               limit=1.0),
         Metric("c2st_lo", "C2ST accuracy, 95 % low", "C2ST lo", "floor", "{:.3f}",
-               "lower end of the 95 % Clopper–Pearson interval of the accuracy"),
+               "lower end of the 95 % Clopper–Pearson interval of the accuracy", limit=1.0),
         Metric("c2st_hi", "C2ST accuracy, 95 % high", "C2ST hi", "floor", "{:.3f}",
-               "upper end of the 95 % Clopper–Pearson interval of the accuracy"),
+               "upper end of the 95 % Clopper–Pearson interval of the accuracy", limit=1.0),
     )
     cache_real = False  # the "descriptors" are the images themselves
 
