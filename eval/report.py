@@ -149,7 +149,8 @@ def _markdown(report: Report, pictures: set) -> str:
           + (f", leaving out the {real['excluded']} also in {', '.join(real['exclude'])}" if real.get("exclude") else "")
           + f" ({p['preprocess']}), measured by the rulers {', '.join(p['rulers'])}. The `random-init` row is a "
           f"randomly initialised generator (the ceiling); `real-vs-real` is a second, disjoint real split of the "
-          f"same size (the floor each number can reach). ± is the {p['spread']}. Scores depend on n: "
+          f"same size (the floor each number can reach). ± is the value's "
+          f"{p['spread']}. Scores depend on n: "
           f"compare rows of one report, not numbers across reports.", ""]
     md += verdict_lines(report)
     md += ["## The panel", "", format_table(report, markdown=True), ""]
