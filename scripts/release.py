@@ -203,16 +203,18 @@ def budget_steps(rel: Release, model: str, args) -> int:
     return math.ceil(args.epochs * batches_per_epoch * steps_per_image(model, args.batch_size) * args.batch_size)
 
 
-def run_state(rel: Release, run: Run) -> dict:
-    """What a run folder holds: its step, images seen, snapshots, and whether its budget is spent."""
+def run_state(rel: Release, run: Run, args) -> dict:
+    """What a run folder holds: its step, images seen, snapshots, and whether the budget this
+    invocation asks for (not the one the run started with: a larger budget extends a release) is spent."""
     d = rel.run_dir(run)
     cfg = json.loads((d / "config.json").read_text()) if (d / "config.json").is_file() else {}
     found = load_latest_state(d) if list_checkpoints(d) else None
     state = found[0] if found else {}
-    step, total = int(state.get("step", 0)), cfg.get("total_steps")
-    minutes, cpu_minutes = cfg.get("max_minutes") or 0, cfg.get("max_cpu_minutes") or 0
-    spent = bool(total and step >= total) or bool(minutes and state.get("train_seconds", 0) >= minutes * 60) \
+    step, total = int(state.get("step", 0)), budget_steps(rel, run.model, args)
+    minutes, cpu_minutes = args.minutes or 0, args.cpu_minutes or 0
+    spent = (bool(args.epochs) and step >= total) or bool(minutes and state.get("train_seconds", 0) >= minutes * 60) \
         or bool(cpu_minutes and state.get("cpu_seconds", 0) >= cpu_minutes * 60)
+    total = cfg.get("total_steps")
     snaps = sorted(p.name for p in (d / "snapshots").glob("step_*")) if (d / "snapshots").is_dir() else []
     return {"step": step, "total_steps": total, "images_seen": int(state.get("batches", 0)) * cfg.get("batch_size", 64),
             "train_seconds": round(float(state.get("train_seconds", 0.0)), 1),
@@ -223,9 +225,9 @@ def phase_runs(rel: Release, args) -> bool:
     """Every run to its budget, --parallel at a time; False when the deadline stopped them first."""
     impls = rel.status.get("phases", {}).get("smoke", {}).get("step_impl", {})
     runs = [Run(m, s) for s in args.seeds for m in args.models]
-    pending = [r for r in runs if not run_state(rel, r)["done"]]
+    pending = [r for r in runs if not run_state(rel, r, args)["done"]]
     for r in runs:
-        rel.status.setdefault("runs", {})[r.name] = run_state(rel, r)
+        rel.status.setdefault("runs", {})[r.name] = run_state(rel, r, args)
     rel.save()
     running: dict[str, tuple[Run, subprocess.Popen, object]] = {}
     stop_at = rel.deadline - args.reserve * 60
@@ -259,7 +261,7 @@ def phase_runs(rel: Release, args) -> bool:
                 continue
             logf.close()
             del running[name]
-            st = run_state(rel, r)
+            st = run_state(rel, r, args)
             rel.status["runs"][name] = st
             if p.returncode != 0 and not (stopping and p.returncode == -signal.SIGTERM):  # killed while loading
                 rel.log(f"run {name}: failed with exit code {p.returncode} (see {rel.out / 'runs' / (name + '.log')})")
@@ -267,11 +269,11 @@ def phase_runs(rel: Release, args) -> bool:
             rel.log(f"run {name}: {'done' if st['done'] else 'stopped'} at step {st['step']}, "
                     f"{st['images_seen']:,} images, {st['snapshots']} snapshots, {st['cpu_seconds'] / 60:.1f} CPU-min")
         for name in running:
-            rel.status["runs"][name] = {**run_state(rel, running[name][0]), "running": True}
+            rel.status["runs"][name] = {**run_state(rel, running[name][0], args), "running": True}
         rel.save()
         if stopping and not running:
             break
-    finished = all(run_state(rel, r)["done"] for r in runs)
+    finished = all(run_state(rel, r, args)["done"] for r in runs)
     rel.mark("runs", done=finished)
     return finished
 

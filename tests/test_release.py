@@ -61,6 +61,13 @@ def test_release_runs_every_phase_and_resumes(faces, tmp_path):
     assert "started" not in tail and "score: wrote" not in tail and "done up to cards" in tail
     assert len((out / "curves.jsonl").read_text().splitlines()) == len(curves)
 
+    # A larger budget on a rerun extends the same runs from where they stopped.
+    p = release("--data", faces, "--out", out, "--epochs", "1", "--until", "runs", *TINY)
+    assert p.returncode == 0, p.stderr[-2000:]
+    status = json.loads((out / "status.json").read_text())
+    assert {k: v["step"] for k, v in status["runs"].items()} == {"gan-s0": 8, "wgan-gp-s0": 2}
+    assert "resuming" in (out / "runs" / "gan-s0.log").read_text()
+
 
 @pytest.mark.slow
 def test_release_deadline_stops_the_runs_and_says_where_it_got_to(faces, tmp_path):
