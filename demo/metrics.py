@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from animegan.checkpoint import WEIGHTS_FILE, weights_sha256
-from eval.report import FEATURE_METRICS
+from eval.report import FEATURE_METRICS, reading
 from eval.schema import Metric
 
 FD_FIGURE = Path("docs") / "figures" / "fd_vs_time.png"  # relative to the app's folder
@@ -150,5 +150,5 @@ def verdict_lines(slots) -> list[str]:
     for s in slots:
         said = [t for t in s.metrics.get("translations") or [] if isinstance(t, dict) and t.get("phrase")]
         if said:
-            out += [f"- **{s.title}**: " + "; ".join(f"{t.get('metric', '?')}: {t['phrase']}" for t in said)]
+            out += [f"- **{s.title}**: " + "; ".join(reading(t, panel(slots)) for t in said)]
     return out + ([""] if out else [])

@@ -68,6 +68,15 @@ def format_table(report: Report, markdown: bool = False) -> str:
     return table(report.rows(), report.metrics(), markdown)
 
 
+def reading(translation: dict, metrics: list[Metric]) -> str:
+    """One translated score for people: "FID: as far from real faces as …" (the metric's name from
+    `metrics` when it is there, else its ruler and key)."""
+    named = {m.key: m.name for m in metrics}
+    key = translation.get("metric", "?")
+    name = named.get(key) or ":".join(filter(None, (translation.get("ruler"), key)))
+    return f"{name}: {translation['phrase']}"
+
+
 def verdict_lines(report: Report) -> list[str]:
     """The verdict as Markdown: the sentence, then each metric's paired difference."""
     v = report.verdict
@@ -158,7 +167,7 @@ def _markdown(report: Report, pictures: set) -> str:
     if said:
         md += ["**Numbers a person can picture** (each score read back onto the sanity suite's curves of disturbed "
                "real faces at the same n):", ""]
-        md += [f"- {name}, {t['metric']}: {t['phrase']}" for name, t in said] + [""]
+        md += [f"- {name}, {reading(t, report.metrics())}" for name, t in said] + [""]
     md += [f"## Diversity, mode dropping and copying ({p['features']} features)", "",
            table(report.rows(), list(FEATURE_METRICS), markdown=True), ""]
     if report.warnings:

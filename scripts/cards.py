@@ -223,7 +223,7 @@ def _duration(seconds: float) -> str:
 
 def _evaluation(d: Path) -> str:
     """The card's evaluation section, from metrics.json: the panel beside its floor and ceiling."""
-    from eval.report import FEATURE_METRICS, readings, table
+    from eval.report import FEATURE_METRICS, reading, readings, table
     from eval.schema import Metric, Row
 
     m = json.loads((d / "metrics.json").read_text())
@@ -235,7 +235,7 @@ def _evaluation(d: Path) -> str:
             Row("real-vs-real", "real split", "", m["n"], m["real_vs_real"])]
     panel = [Metric(**x) for r in m.get("rulers", {}).values() for x in r["metrics"]]
     words = readings(m["metrics"], m["real_vs_real"], m["n"])
-    words += [f"{t['metric']}: {t['phrase']}." for t in m.get("translations", [])]
+    words += [f"{reading(t, panel)}." for t in m.get("translations", [])]
     if m.get("verdict"):
         words.append(f"Against the other model: {m['verdict']}")
     return EVALUATION.format(protocol=protocol, table=table(rows, panel, markdown=True) + "\n\n"

@@ -87,3 +87,12 @@ def test_report_json_round_trips_and_refuses_another_schema(tmp_path):
     d["schema"] = 1
     with pytest.raises(ValueError, match="schema 1"):
         Report.from_dict(d)
+
+
+def test_a_reading_names_the_metric_for_people():
+    from eval.report import reading
+    from eval.schema import Metric
+    fid = Metric("fid", "FID", "FID ↓", "lower", "{:.2f}", "Fréchet distance")
+    t = {"ruler": "effnet", "metric": "fid", "phrase": "as far from real faces as real faces blurred with σ = 1.3 px"}
+    assert reading(t, [fid]) == "FID: as far from real faces as real faces blurred with σ = 1.3 px"
+    assert reading({**t, "metric": "kid"}, [fid]).startswith("effnet:kid: ")  # unknown to the panel: ruler and key
