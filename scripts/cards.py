@@ -146,7 +146,7 @@ def publish_metrics(args) -> None:
             "metrics": row.metrics, "real_vs_real": report.baseline.metrics,
             "random_init": report.ceiling.metrics if report.ceiling else {},
             "rulers": report.rulers, "translations": row.translations,
-            "verdict": report.verdict.summary if report.verdict else None,
+            "verdict": report.verdict.summary if report.verdict else None, "selection": row.selection,
             "protocol": f"{p['n']} samples (seed {p['seed']}) vs {p['n']} held-out real images of {source} "
                         f"({p['real_split']}); {p['preprocess']}; rulers {', '.join(p['rulers'])}; ± {p['spread']}; "
                         f"C_T with {p.get('ct_cells')} cells; see docs/evaluation.md"})
@@ -238,6 +238,10 @@ def _evaluation(d: Path) -> str:
     words += [f"{reading(t, panel)}." for t in m.get("translations", [])]
     if m.get("verdict"):
         words.append(f"Against the other model: {m['verdict']}")
+    if (m.get("selection") or {}).get("overlap"):
+        sel = m["selection"]
+        words.append(f"**{sel['overlap']} of the {2 * m['n']} real images used here are among the {sel['n']} this "
+                     f"generator was selected on** ({sel['source']}): its numbers are somewhat optimistic.")
     return EVALUATION.format(protocol=protocol, table=table(rows, panel, markdown=True) + "\n\n"
                              + table(rows, list(FEATURE_METRICS), markdown=True), readings=" ".join(words))
 

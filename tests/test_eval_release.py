@@ -42,6 +42,7 @@ def test_publish_metrics_stamps_the_weights_and_model_card_reads_them(tmp_path):
                                                                         "ct": 0.3}),
                     ceiling=row("random-init", "seed 0", 300.0, kind="ceiling"),
                     rulers={"effnet": {"identity": {}, "sees": "ImageNet features", "metrics": [fid._asdict()]}})
+    report.models[0].selection = {"source": "data/select.tar", "n": 30, "overlap": 7}
     report.save(tmp_path / "report.json")
     out = release("publish-metrics", tmp_path / "report.json", "--to", ship)
     m = json.loads((ship / "gan" / "metrics.json").read_text())
@@ -57,3 +58,4 @@ def test_publish_metrics_stamps_the_weights_and_model_card_reads_them(tmp_path):
     assert "| gan | 20 | 50.00 ± 1.50 |" in card and "| real-vs-real | 20 | 5.00 ± 0.50 |" in card
     assert "| random-init | 20 | 300.00 ± 1.50 |" in card
     assert "About 12 distinct faces per 20 samples" in card and "C_T = +8.2 — underfitting" in card
+    assert "**7 of the 40 real images used here are among the 30 this generator was selected on**" in card
