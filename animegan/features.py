@@ -102,7 +102,19 @@ def load_effnet_lite0(weights_path: str | os.PathLike | None = None, arch: str =
     return model.eval().requires_grad_(False)
 
 
-class EffNetLite0(FeatureExtractorBase):
+class _Uint8Extractor(FeatureExtractorBase):
+    """What every extractor here shares with torch-fidelity: uint8 N×3×H×W input, no torch.compile."""
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
+
+
+class EffNetLite0(_Uint8Extractor):
     """torch-fidelity feature extractor: 'pool' (1280-d, pre-classifier) and 'logits' (1000)."""
 
     INPUT_IMAGE_SIZE = 224
@@ -153,14 +165,6 @@ class EffNetLite0(FeatureExtractorBase):
     def get_default_feature_layer_for_metric(metric):
         return {"isc": "logits", "fid": "pool", "kid": "pool", "prc": "pool"}[metric]
 
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
-
 
 if EFFNET not in FEATURE_EXTRACTORS_REGISTRY:  # re-imports (tests, reload) must not re-register
     torch_fidelity.register_feature_extractor(EFFNET, EffNetLite0)
@@ -174,7 +178,7 @@ def build_effnet_lite0(device: str | torch.device = "cpu", weights_path=None) ->
 ANIME = "anime-encoder"
 
 
-class AnimeEncoder(FeatureExtractorBase):
+class AnimeEncoder(_Uint8Extractor):
     """torch-fidelity feature extractor: 'pool', the D-d representation of `animegan.encoder`.
 
     uint8 B×3×H×W in (resized to the encoder's 64×64 when needed, then scaled as in its training),
@@ -210,14 +214,6 @@ class AnimeEncoder(FeatureExtractorBase):
     @staticmethod
     def get_default_feature_layer_for_metric(metric):
         return {"fid": "pool", "kid": "pool", "prc": "pool"}[metric]
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
 
 
 if ANIME not in FEATURE_EXTRACTORS_REGISTRY:
