@@ -58,39 +58,45 @@ def model_dirs(tmp_path_factory):
     return root / "gan", root / "wgan-gp"
 
 
-def _free_port() -> int:
+def start_app(gan, wgan, data_dir, log_path: Path, *extra: str, env: dict = ENV,
+              timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """app.py in a subprocess on a free port, logging to `log_path` (appended); (process, url) once it answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(model_dirs):
-    port = _free_port()
-    log = open(Path(model_dirs[0]).parent / "app.log", "w+")
-    proc = subprocess.Popen([sys.executable, "app.py", "--gan", str(model_dirs[0]), "--wgan-gp", str(model_dirs[1]),
-                             "--host", "127.0.0.1", "--port", str(port),
-                             "--data-dir", str(Path(model_dirs[0]).parent / "data")],  # votes: not in the home folder
-                            cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+        port = s.getsockname()[1]
+    log = open(log_path, "a+")
+    proc = subprocess.Popen([sys.executable, "app.py", "--gan", str(gan), "--wgan-gp", str(wgan),
+                             "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir), *extra],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 90
+    deadline = time.time() + timeout
     while True:
         try:
             urllib.request.urlopen(url, timeout=2)
-            break
+            return proc, url
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
                 log.seek(0)
                 pytest.fail(f"app did not start:\n{log.read()[-3000:]}")
             time.sleep(0.5)
-    yield url
+
+
+def stop_app(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(model_dirs):
+    root = Path(model_dirs[0]).parent
+    proc, url = start_app(*model_dirs, root / "data", root / "app.log")  # votes: not in the home folder
+    yield url
+    stop_app(proc)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,9 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +25,7 @@ from PIL import Image
 from animegan.checkpoint import export_generator
 from animegan.models import Generator
 from demo.votes import DB_FILE, Ticket, Tokens, VoteStore
-from test_app import CHROMIUM_FLAGS, chromium  # noqa: F401  (a fixture, used by name)
+from test_app import CHROMIUM_FLAGS, chromium, start_app, stop_app  # noqa: F401  (chromium: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -53,34 +50,7 @@ def files(tmp_path_factory):
 
 
 def start(files: Path, data: Path, *extra: str, log_name: str = "app.log") -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(files / log_name, "a+")
-    proc = subprocess.Popen([sys.executable, "app.py", "--gan", str(files / "gan"), "--wgan-gp", str(files / "wgan-gp"),
-                             "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data), *extra],
-                            cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                log.seek(0)
-                pytest.fail(f"app did not start:\n{log.read()[-3000:]}")
-            time.sleep(0.5)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return start_app(files / "gan", files / "wgan-gp", data, files / log_name, *extra, env=ENV)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +58,7 @@ def server(files):
     data = files / "data"
     proc, url = start(files, data, "--real-faces", str(files / "real"), "--vote-rate", "1000")
     yield url, data
-    stop(proc)
+    stop_app(proc)
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +254,7 @@ def test_kill_9_in_the_middle_of_voting_loses_no_acknowledged_vote(files):
         _, _, token = Client(url, verbose=False).predict(api_name="/judge_pair")  # and the app goes on
         assert Client(url, verbose=False).predict(token, "left", api_name="/judge_vote")["vote_id"] == len(rows) + 1
     finally:
-        stop(proc)
+        stop_app(proc)
 
 
 @pytest.mark.slow
@@ -302,7 +272,7 @@ def test_twenty_clients_voting_for_30_s_lose_nothing_and_count_nothing_twice(fil
             t.join(120)
         rows = _rows(data)
     finally:
-        stop(proc)
+        stop_app(proc)
     replays = [r for r in refused if "already has a vote" in r]
     assert len(acked) > 20 and replays, (len(acked), refused[:3])
     assert [r for r in refused if "already has a vote" not in r] == []  # nothing else failed
